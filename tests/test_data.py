@@ -1,0 +1,87 @@
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import photo_like
+from unetsr.data import CropDataset, StepBatchSampler, downscale, find_images, validation_crops
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, (h, w) in enumerate([(80, 120), (96, 64), (150, 100)]):
+        name = folder / ("sub" if i == 2 else "") / f"p{i}.png"
+        Image.fromarray((photo_like(h, w, seed=i) * 255).astype(np.uint8)).save(name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_find_images_recurses_and_sorts(photo_dir: Path) -> None:
+    paths = find_images([photo_dir])
+    assert [p.name for p in paths] == ["p0.png", "p1.png", "p2.png"]
+    with pytest.raises(FileNotFoundError):
+        find_images([photo_dir / "missing"])
+
+
+def test_items_are_deterministic_pairs_of_the_right_sizes(photo_dir: Path) -> None:
+    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=7)
+    lr, hr = ds[5]
+    assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32)
+    assert 0 <= hr.min() and hr.max() <= 1
+    again = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=7)[5]
+    assert torch.equal(lr, again[0]) and torch.equal(hr, again[1])
+    other = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=8)[5]
+    assert not torch.equal(hr, other[1])
+    assert not torch.equal(ds[5][1], ds[6][1])
+
+
+def test_lr_is_a_downscale_of_hr(photo_dir: Path) -> None:
+    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2)
+    for i in range(5):
+        lr, hr = ds[i]
+        bicubic = downscale(hr[None], 2, "bicubic")[0]
+        assert (lr - bicubic).abs().mean() < 0.03
+
+
+def test_degradations_change_the_lr_only(photo_dir: Path) -> None:
+    paths = find_images([photo_dir])
+    clean = CropDataset(paths, crop=32, scale=2, seed=1)
+    damaged = CropDataset(paths, crop=32, scale=2, seed=1, degrade=True)
+    changed = 0
+    for i in range(6):
+        (lr_c, hr_c), (lr_d, hr_d) = clean[i], damaged[i]
+        assert torch.equal(hr_c, hr_d)
+        changed += not torch.equal(lr_c, lr_d)
+    assert changed >= 3
+
+
+def test_broken_photos_are_skipped_with_a_warning(photo_dir: Path) -> None:
+    bad = photo_dir / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = [ds[i] for i in range(12)]
+    assert all(hr.shape == (3, 32, 32) for _, hr in items)
+    assert any("broken.png" in str(w.message) for w in caught)
+
+
+def test_step_sampler_resumes_and_splits_ranks() -> None:
+    full = list(StepBatchSampler(0, 4, batch=3))
+    assert full[2:] == list(StepBatchSampler(2, 4, batch=3))
+    rank0 = list(StepBatchSampler(0, 2, batch=2, rank=0, world=2))
+    rank1 = list(StepBatchSampler(0, 2, batch=2, rank=1, world=2))
+    assert rank0 == [[0, 1], [4, 5]] and rank1 == [[2, 3], [6, 7]]
+
+
+def test_validation_crops_are_fixed(photo_dir: Path) -> None:
+    paths = find_images([photo_dir])
+    lr, hr = validation_crops(paths, crop=48, scale=2, per_image=2)
+    lr2, hr2 = validation_crops(paths, crop=48, scale=2, per_image=2)
+    assert hr.shape == (6, 3, 48, 48) and lr.shape == (6, 3, 24, 24)
+    assert torch.equal(hr, hr2) and torch.equal(lr, lr2)

@@ -1,0 +1,44 @@
+import torch
+import torch.nn.functional as F
+
+from conftest import photo_like
+from unetsr.backbone import load_resnet18
+from unetsr.config import ModelConfig
+from unetsr.losses import PerceptualLoss
+from unetsr.model import UNetSR
+
+
+def blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
+
+
+def test_zero_for_identical_images_and_grows_with_blur() -> None:
+    loss_fn = PerceptualLoss(load_resnet18("random"))
+    x = torch.from_numpy(photo_like(64, 64).transpose(2, 0, 1).copy())[None]
+    zero, terms = loss_fn(x, x)
+    assert zero.item() == 0 and all(v == 0 for v in terms.values())
+    losses = [loss_fn(blur(x, k), x)[0].item() for k in (3, 5, 9)]
+    assert 0 < losses[0] < losses[1] < losses[2]
+
+
+def test_weights_combine_the_terms() -> None:
+    backbone = load_resnet18("random")
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    total, terms = PerceptualLoss(backbone, w3=2.0, w6=0.5, w_l1=3.0)(x, y)
+    expected = 2.0 * terms["feat3"] + 0.5 * terms["feat6"] + 3.0 * terms["l1"]
+    assert abs(total.item() - expected) < 1e-5
+
+
+def test_gradients_reach_the_decoder_not_the_encoder_or_loss_network() -> None:
+    backbone = load_resnet18("random")
+    model = UNetSR(ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), backbone="random"), backbone)
+    loss_fn = PerceptualLoss(backbone)  # one shared frozen network for model and both loss terms
+    assert loss_fn.to3[0] is model.encoder[0][0]
+    torch.nn.init.normal_(model.tail.weight, std=0.01)
+    model.train()
+    loss_fn.train()
+    assert not loss_fn.training and not backbone.training
+    loss, _ = loss_fn(model(torch.rand(2, 3, 16, 16)), torch.rand(2, 3, 32, 32))
+    loss.backward()
+    assert model.head.weight.grad.abs().sum() > 0 and model.fuse[0][0].conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in backbone.parameters())

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from unetsr.config import ModelConfig
+from unetsr.model import UNetSR, build_model, count_parameters
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("depth", [3, 6])
+def test_output_shape_for_each_scale(scale: int, depth: int) -> None:
+    model = build_model(ModelConfig(scale=scale, encoder_depth=depth, widths=(8, 8, 8, 8, 8),
+                                    blocks=(1, 1, 1, 1, 1), backbone="random"))
+    x = torch.rand(2, 3, 21, 34)  # not a multiple of the encoder stride
+    assert model(x).shape == (2, 3, 21 * scale, 34 * scale)
+
+
+def test_default_model_has_about_a_million_trainable_parameters() -> None:
+    trainable, frozen = count_parameters(build_model(ModelConfig(backbone="random")))
+    assert 0.7e6 < trainable < 1.3e6
+    assert frozen == 683_072  # conv1, bn1, layer1, layer2 of ResNet18
+
+
+def test_zero_initialised_tail_gives_exact_bilinear(tiny_config: ModelConfig) -> None:
+    model = build_model(tiny_config).eval()
+    assert torch.count_nonzero(model.tail.weight) == 0
+    x = torch.rand(1, 3, 17, 23)
+    expected = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.equal(model(x), expected)
+
+
+def test_encoder_is_frozen_and_stays_in_eval_mode(tiny_model: UNetSR) -> None:
+    model = build_model(tiny_model.config)
+    model.train()
+    assert model.training and model.fuse.training
+    assert not any(m.training for m in model.encoder.modules())
+    assert all(not p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("encoder."))
+    stats = [b.clone() for b in model.encoder.buffers()]
+    model(torch.rand(2, 3, 16, 16)).sum().backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.encoder.buffers()))
+
+
+def test_decoder_receives_gradients_after_one_step(tiny_config: ModelConfig) -> None:
+    model = build_model(tiny_config).train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 32, 32)
+    for _ in range(2):  # the zero tail gets its gradient first, then everything behind it
+        opt.zero_grad()
+        torch.nn.functional.l1_loss(model(x), y).backward()
+        opt.step()
+    assert model.tail.weight.grad.abs().sum() > 0
+    assert model.head.weight.grad.abs().sum() > 0
+    assert model.lateral[-1].weight.grad.abs().sum() > 0
+
+
+def test_random_backbone_is_seeded() -> None:
+    a = build_model(ModelConfig(backbone="random", backbone_seed=1))
+    b = build_model(ModelConfig(backbone="random", backbone_seed=1))
+    c = build_model(ModelConfig(backbone="random", backbone_seed=2))
+    wa, wb, wc = (m.encoder[0][0].weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_config_rejects_bad_values_and_round_trips() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(scale=5)
+    with pytest.raises(ValueError):
+        ModelConfig(encoder_depth=4)
+    cfg = ModelConfig(scale=3, widths=(1, 2, 3, 4, 5), backbone="random")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert isinstance(UNetSR(cfg).config.widths, tuple)

@@ -1,0 +1,27 @@
+"""Exceptions that carry a one-line, user-facing message; CLIs print them without a traceback."""
+
+
+class UnetsrError(Exception):
+    """Base class: anything a CLI reports as one clear line and a non-zero exit."""
+
+
+class ImageError(UnetsrError):
+    """An input image cannot be read, or an output image cannot be written."""
+
+
+class CheckpointError(UnetsrError):
+    """A file is missing, damaged or not a unetsr checkpoint."""
+
+
+class BackboneError(UnetsrError):
+    """ResNet18 backbone weights cannot be obtained (offline, wrong file)."""
+
+
+class DownloadError(UnetsrError):
+    """The Commons API or upload server gave an answer we cannot use."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line reports of a wrapped error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

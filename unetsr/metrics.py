@@ -1,0 +1,44 @@
+"""Image quality metrics as SR papers report them: PSNR and SSIM on the Y channel, border shaved."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) BT.601 luma in [16/255, 235/255] (MATLAB's rgb2ycbcr)."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+def _shave(x: torch.Tensor, border: int) -> torch.Tensor:
+    return x[..., border:-border, border:-border] if border > 0 else x
+
+
+def psnr_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Tensor:
+    """Per-image PSNR in dB on Y, after rounding to 8 bits as a saved image would be."""
+    p = _shave(rgb_to_y(_quantize(pred)), shave)
+    t = _shave(rgb_to_y(_quantize(target)), shave)
+    mse = (p - t).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def ssim_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Tensor:
+    """Per-image SSIM on Y with the standard 11×11 Gaussian window (σ = 1.5), values in 0..255."""
+    p = _shave(rgb_to_y(_quantize(pred)), shave).double() * 255
+    t = _shave(rgb_to_y(_quantize(target)), shave).double() * 255
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_p, mu_t = F.conv2d(p, window), F.conv2d(t, window)
+    var_p = F.conv2d(p * p, window) - mu_p**2
+    var_t = F.conv2d(t * t, window) - mu_t**2
+    cov = F.conv2d(p * t, window) - mu_p * mu_t
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return ssim_map.mean(dim=(1, 2, 3)).float()
+
+
+def _quantize(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round() / 255
