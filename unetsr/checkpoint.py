@@ -4,6 +4,7 @@ the training state. Read with `torch.load(weights_only=True)`: a checkpoint is d
 from __future__ import annotations
 
 import hashlib
+import pickle
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -76,8 +77,11 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Che
                               f"recorded {expected_sha256[:12]}…; restore it (git checkout / reinstall)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused it: it holds code or foreign objects
+        raise CheckpointError(f"checkpoint {path}: unreadable as data only; not a unetsr checkpoint") from exc
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {path}: unreadable or truncated ({first_line(exc)})") from exc
+        raise CheckpointError(f"checkpoint {path}: unreadable, truncated or not a PyTorch file "
+                              f"({type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a unetsr checkpoint")
     if payload.get("version") != VERSION:

@@ -335,7 +335,7 @@ def _output_pixels(picture: Picture, fmt: str) -> np.ndarray:
 def _quantize(pixels: np.ndarray, maximum: int) -> np.ndarray:
     """Round [0, 1] floats to integers 0..maximum (255 or 65535), clipping anything outside."""
     dtype = np.uint8 if maximum == 255 else np.uint16
-    return np.clip(pixels * maximum + 0.5, 0, maximum).astype(dtype)
+    return np.ascontiguousarray(np.clip(pixels * maximum + 0.5, 0, maximum).astype(dtype))
 
 
 def _icc_fits(icc: bytes, pixels: np.ndarray) -> bool:

@@ -1,5 +1,5 @@
-"""`Upscaler`: the public inference API. Pads, tiles with context, runs the model, stitches, repeats
-the model for scales beyond its own, and finishes with an exact-size resize."""
+"""`Upscaler`: the public inference API. Tiles with context, runs the model, stitches, repeats the
+model for scales beyond its own, and finishes with an exact-size resize."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple's MPS is not available here")
     return torch.device(name)
 
 
@@ -81,7 +83,7 @@ class Upscaler:
             return np.concatenate([rgb, alpha[..., None]], axis=2)
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
         y = self.upscale_tensor(x, outscale, progress)
-        return y[0].permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, outscale: float | None = None, progress: bool = False) -> torch.Tensor:

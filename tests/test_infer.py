@@ -1,0 +1,464 @@
+"""The `python -m unetsr.infer` command line: naming, sizes, refusals, bad inputs, image kinds, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import png
+import pytest
+from PIL import Image
+
+from conftest import photo_like
+from unetsr import checkpoint as checkpoint_module
+from unetsr.images import read_image
+from unetsr.infer import (Source, collect_inputs, format_scale, glob_root, is_own_output, main, output_is_file,
+                          output_path, output_suffix, plan_jobs)
+from unetsr.upscaler import Upscaler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def save_photo(path: Path, h: int = 40, w: int = 56, seed: int = 0, mode: str = "RGB") -> Path:
+    """A photo-like 8-bit image file (RGB, L or RGBA with a gradient alpha)."""
+    rgb = (photo_like(h, w, seed) * 255 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "L":
+        Image.fromarray(rgb).convert("L").save(path)
+    elif mode == "RGBA":
+        alpha = np.linspace(0, 255, w, dtype=np.float32)[None, :].repeat(h, axis=0).astype(np.uint8)
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+    else:
+        Image.fromarray(rgb).save(path)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """main() on the arguments (paths turned to str) -> (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def skipped_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("unetsr.infer: skipped ")]
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im, dtype=np.float32)
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------
+
+
+def test_output_names_use_scale_and_format() -> None:
+    assert format_scale(2.0) == "2"
+    assert format_scale(1.5) == "1.5"
+    assert format_scale(4 / 3) == "1.333333"
+    assert output_suffix(2.0, None) == "_x2.png"
+    assert output_suffix(1.5, "jpg") == "_x1.5.jpg"
+    assert output_suffix(3.0, "webp") == "_x3.webp"
+    assert is_own_output("holiday_X2.PNG", "_x2.png")
+    assert not is_own_output("holiday_x2.png", "_x3.png")
+    assert not is_own_output("_x2.png", "_x2.png")  # nothing before the suffix: not an output of ours
+    assert output_path(Source(Path("a/b/photo.jpg"), Path("photo.jpg")), "_x2.png") == Path("a/b/photo_x2.png")
+    assert output_path(Source(Path("in/s/p.jpg"), Path("s/p.jpg")), "_x2.png", Path("out")) == Path("out/s/p_x2.png")
+    assert output_path(Source(Path("p.jpg"), Path("p.jpg")), "_x2.png", Path("r.png"), True) == Path("r.png")
+    assert glob_root("photos/**/*.png") == Path("photos")
+    assert glob_root("*.png") == Path(".")
+
+
+def test_output_is_file_only_for_one_named_file(tmp_path: Path) -> None:
+    a, b = save_photo(tmp_path / "a.png"), save_photo(tmp_path / "b.png")
+    assert output_is_file(str(tmp_path / "r.png"), [str(a)])
+    assert output_is_file(str(tmp_path / "r.png"), [str(a), str(a)])  # the same file twice is one file
+    assert not output_is_file(str(tmp_path / "r.png"), [str(a), str(b)])
+    assert not output_is_file(str(tmp_path / "out") + "/", [str(a)])
+    assert not output_is_file(str(tmp_path), [str(a)])  # an existing folder
+    assert not output_is_file(str(tmp_path / "r.png"), [str(tmp_path)])  # a folder input
+    assert not output_is_file(str(tmp_path / "r.png"), [str(tmp_path / "a*.png")])  # a pattern
+
+
+def test_plan_refuses_inputs_and_conflicts(tmp_path: Path) -> None:
+    sources = [Source(tmp_path / n, Path(n)) for n in ("a.png", "a.jpg", "b.png", "b_x2.png")]
+    jobs = plan_jobs(sources, lambda s: output_path(s, "_x2.png"))
+    assert jobs[0].refusal is None and jobs[0].dest == tmp_path / "a_x2.png"
+    assert "conflicts with the output of" in jobs[1].refusal  # a.jpg -> a_x2.png as well
+    assert "also an input" in jobs[2].refusal  # b.png -> b_x2.png, which is an input
+    assert jobs[3].refusal is None and jobs[3].dest == tmp_path / "b_x2_x2.png"
+    (job,) = plan_jobs(sources[:1], lambda s: s.path)
+    assert "the input itself" in job.refusal
+
+
+def test_collect_dedupes_and_reports_missing(tmp_path: Path) -> None:
+    a = save_photo(tmp_path / "a.png")
+    (tmp_path / "empty").mkdir()
+    sources, problems = collect_inputs([str(a), str(tmp_path / "." / "a.png"), str(tmp_path / "nope.png"),
+                                        str(tmp_path / "empty"), str(tmp_path / "z*.png")], False, "_x2.png")
+    assert [s.path for s in sources] == [a]
+    assert [p.reason.split()[0] for p in problems] == ["no", "no", "no"]
+    assert [p.name for p in problems] == [str(tmp_path / n) for n in ("nope.png", "empty", "z*.png")]
+
+
+# --- outputs: names, sizes, places ---------------------------------------------------------------------------
+
+
+def test_default_output_beside_input_at_twice_the_size(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    code, out, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    result = photo_png.with_name("photo_x2.png")
+    assert size_of(result) == (112, 80)
+    assert f"{photo_png} -> {result} (56×40 -> 112×80, " in out
+    assert "upscaled 1, failed 0" in err
+
+
+@pytest.mark.parametrize("scale, name, size", [("3", "photo_x3.png", (168, 120)),
+                                               ("1.5", "photo_x1.5.png", (84, 60))])
+def test_scale_gives_exact_size(capsys, photo_png: Path, tiny_checkpoint: Path, scale, name, size) -> None:
+    code, _, err = run(capsys, photo_png, "--scale", scale, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert size_of(photo_png.with_name(name)) == size
+
+
+@pytest.mark.parametrize("argv", [["--scale", "1"], ["--scale", "0.5"], ["--scale", "abc"], ["--scale", "nan"],
+                                  ["--scale", "inf"], ["--tile", "-1"], ["--quality", "0"], ["--format", "gif"],
+                                  ["--max-pixels", "0"], ["-o", "out.png", "--format", "jpg"], ["-o", "out.tif"]])
+def test_bad_arguments_are_usage_errors(capsys, photo_png: Path, tiny_checkpoint: Path, argv) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([str(photo_png), "--checkpoint", str(tiny_checkpoint), *argv])
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert sorted(p.name for p in photo_png.parent.iterdir()) == ["photo.png"]
+
+
+def test_output_file_in_a_new_folder(capsys, photo_png: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "deeper" / "result.png"
+    code, _, err = run(capsys, photo_png, "-o", target, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert size_of(target) == (112, 80)
+    assert not photo_png.with_name("photo_x2.png").exists()
+
+
+def test_output_folder_for_many_inputs_and_trailing_slash(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    a, b = save_photo(tmp_path / "in" / "a.png"), save_photo(tmp_path / "in" / "b.jpg", 24, 32, seed=1)
+    code, _, err = run(capsys, a, b, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert size_of(tmp_path / "out" / "a_x2.png") == (112, 80)
+    assert size_of(tmp_path / "out" / "b_x2.png") == (64, 48)
+    code, _, err = run(capsys, a, "-o", f"{tmp_path / 'one'}/", "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert size_of(tmp_path / "one" / "a_x2.png") == (112, 80)
+
+
+def test_folder_input_takes_images_only_and_skips_own_outputs(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "photos"
+    save_photo(folder / "a.png")
+    save_photo(folder / "b.JPG", 24, 32)
+    save_photo(folder / "old_x2.png", 16, 16)  # an earlier output: not upscaled again
+    save_photo(folder / "sub" / "c.png", 16, 16)  # a subfolder: only with --recursive
+    (folder / "notes.txt").write_text("not an image")
+    code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2.png", "b.JPG", "b_x2.png", "notes.txt",
+                                                         "old_x2.png", "sub"]
+    assert not (folder / "sub" / "c_x2.png").exists()
+    code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint, "--overwrite")  # a rerun
+    assert code == 0, err
+    assert not (folder / "a_x2_x2.png").exists()
+
+
+def test_recursive_mirrors_subfolders_under_output(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    tree = tmp_path / "tree"
+    save_photo(tree / "a.png", 16, 24)
+    save_photo(tree / "x" / "y" / "a.png", 24, 16)  # the same name deeper: mirrored, so no conflict
+    out = tmp_path / "out"
+    code, _, err = run(capsys, tree, "--recursive", "-o", out, "--checkpoint", tiny_checkpoint, "--quiet")
+    assert code == 0, err
+    assert size_of(out / "a_x2.png") == (48, 32)
+    assert size_of(out / "x" / "y" / "a_x2.png") == (32, 48)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a_x2.png", "x/y/a_x2.png"]
+
+
+def test_glob_input(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    save_photo(tmp_path / "g" / "a.png", 16, 16)
+    save_photo(tmp_path / "g" / "b.png", 16, 24)
+    save_photo(tmp_path / "g" / "c.jpg", 16, 16)
+    save_photo(tmp_path / "g" / "s" / "d.png", 16, 16)
+    code, _, err = run(capsys, str(tmp_path / "g" / "*.png"), "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert size_of(tmp_path / "g" / "b_x2.png") == (48, 32)
+    assert (tmp_path / "g" / "a_x2.png").exists() and not (tmp_path / "g" / "c_x2.png").exists()
+    code, _, err = run(capsys, str(tmp_path / "g" / "**" / "d.png"), "-o", tmp_path / "out",
+                       "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert (tmp_path / "out" / "s" / "d_x2.png").exists()
+
+
+def test_format_jpg_writes_jpeg(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    code, _, err = run(capsys, photo_png, "--format", "jpg", "--quality", "80", "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    with Image.open(photo_png.with_name("photo_x2.jpg")) as im:
+        assert (im.format, im.size) == ("JPEG", (112, 80))
+
+
+def test_quiet_prints_nothing_on_success(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    code, out, err = run(capsys, photo_png, "--quiet", "--checkpoint", tiny_checkpoint)
+    assert (code, out, err) == (0, "", "")
+    assert photo_png.with_name("photo_x2.png").exists()
+
+
+# --- refusals ------------------------------------------------------------------------------------------------
+
+
+def test_existing_output_is_kept_unless_overwrite(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    result = photo_png.with_name("photo_x2.png")
+    result.write_bytes(b"precious")
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    assert result.read_bytes() == b"precious"
+    assert len(skipped_lines(err)) == 1 and "already exists" in err and "--overwrite" in err
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--overwrite")
+    assert code == 0, err
+    assert size_of(result) == (112, 80)
+
+
+def test_never_writes_over_an_input(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    original = photo_png.read_bytes()
+    code, _, err = run(capsys, photo_png, "-o", photo_png, "--overwrite", "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    assert photo_png.read_bytes() == original
+    assert len(skipped_lines(err)) == 1 and "input" in err
+    # a.png's output would be a_x2.png, itself an input here: refused even with --overwrite
+    other = save_photo(photo_png.with_name("photo_x2.png"), 16, 16, seed=3)
+    other_bytes = other.read_bytes()
+    code, _, err = run(capsys, photo_png, other, "--overwrite", "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    assert other.read_bytes() == other_bytes
+    assert size_of(photo_png.with_name("photo_x2_x2.png")) == (32, 32)
+
+
+def test_two_inputs_with_the_same_output_conflict(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    save_photo(tmp_path / "a.png", 16, 16)
+    save_photo(tmp_path / "a.jpg", 16, 24)
+    code, _, err = run(capsys, tmp_path / "a.png", tmp_path / "a.jpg", "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    assert size_of(tmp_path / "a_x2.png") == (32, 32)  # from a.png, the first; not replaced by a.jpg's
+    (line,) = skipped_lines(err)
+    assert "a.jpg" in line and "conflicts" in line
+
+
+# --- bad inputs: one line each, the good file still written --------------------------------------------------
+
+
+def _not_image(folder: Path) -> Path:
+    path = folder / "notes.png"
+    path.write_text("this is text, not a PNG\n")
+    return path
+
+
+def _truncated(folder: Path) -> Path:
+    path = save_photo(folder / "cut.png", 64, 64)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _bomb(folder: Path) -> Path:
+    path = folder / "huge.png"
+    Image.new("RGB", (400, 300)).save(path)  # 0.12 MP, over the 0.01 MP limit below
+    return path
+
+
+def _missing(folder: Path) -> Path:
+    return folder / "missing.png"
+
+
+@pytest.mark.parametrize("make, reason", [(_not_image, "not an image"), (_truncated, "truncated"),
+                                          (_bomb, "limit"), (_missing, "no such file")])
+def test_bad_input_is_one_line_and_others_still_done(capsys, photo_png: Path, tiny_checkpoint: Path,
+                                                     make, reason) -> None:
+    bad = make(photo_png.parent)
+    code, _, err = run(capsys, bad, photo_png, "--max-pixels", "0.01", "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    (line,) = skipped_lines(err)
+    assert str(bad) in line and reason in line
+    assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
+    assert not bad.with_name(bad.stem + "_x2.png").exists()
+    assert "upscaled 1, failed 1" in err
+
+
+def test_unwritable_output_folder(capsys, tmp_path: Path, photo_png: Path, tiny_checkpoint: Path) -> None:
+    blocker = tmp_path / "blocker.txt"
+    blocker.write_text("a file where a folder should be")
+    second = save_photo(tmp_path / "b.png", 16, 16)
+    code, _, err = run(capsys, photo_png, second, "-o", blocker / "out", "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    lines = skipped_lines(err)
+    assert len(lines) == 2 and all("not a folder" in line for line in lines)
+    assert blocker.read_text() == "a file where a folder should be"
+    assert "upscaled 0, failed 2" in err
+
+
+def test_unexpected_error_on_one_file_is_one_line(capsys, monkeypatch, tmp_path: Path, tiny_checkpoint) -> None:
+    a, b = save_photo(tmp_path / "a.png", 16, 16), save_photo(tmp_path / "b.png", 16, 16)
+    real, calls = Upscaler.upscale_array, []
+
+    def flaky(self, arr, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory\nmore detail")
+        return real(self, arr, *args, **kwargs)
+
+    monkeypatch.setattr(Upscaler, "upscale_array", flaky)
+    code, _, err = run(capsys, a, b, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    (line,) = skipped_lines(err)
+    assert line.endswith("a.png: RuntimeError: out of memory")
+    assert (tmp_path / "b_x2.png").exists() and not (tmp_path / "a_x2.png").exists()
+
+
+def test_ctrl_c_exits_130_without_partial_output(capsys, monkeypatch, photo_png: Path, tiny_checkpoint) -> None:
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Upscaler, "upscale_array", interrupt)
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "unetsr.infer: interrupted"
+    assert sorted(p.name for p in photo_png.parent.iterdir()) == ["photo.png"]
+
+
+# --- model loading failures: one line, exit 1, no file touched ------------------------------------------------
+
+
+def _missing_ckpt(folder: Path, good: Path) -> Path:
+    return folder / "nope.pt"
+
+
+def _not_ckpt(folder: Path, good: Path) -> Path:
+    path = folder / "notes.pt"
+    path.write_text("not a checkpoint")
+    return path
+
+
+def _truncated_ckpt(folder: Path, good: Path) -> Path:
+    path = folder / "cut.pt"
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("make", [_missing_ckpt, _not_ckpt, _truncated_ckpt])
+def test_bad_checkpoint_is_one_error_line(capsys, tmp_path: Path, photo_png: Path, tiny_checkpoint, make) -> None:
+    bad = make(tmp_path, tiny_checkpoint)
+    code, out, err = run(capsys, photo_png, "-o", tmp_path / "out" / "", "--checkpoint", bad)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("unetsr.infer: error: ") and err.count("\n") == 1
+    assert str(bad) in err
+    assert not (tmp_path / "out").exists() and not photo_png.with_name("photo_x2.png").exists()
+
+
+def test_no_default_model_says_so(capsys, monkeypatch, tmp_path: Path, photo_png: Path) -> None:
+    monkeypatch.setattr(checkpoint_module, "DEFAULT_CHECKPOINT", tmp_path / "not_installed.pt")
+    code, _, err = run(capsys, photo_png)
+    assert code == 1
+    assert err.startswith("unetsr.infer: error: no default model") and "--checkpoint" in err
+    assert err.count("\n") == 1
+
+
+# --- image kinds -------------------------------------------------------------------------------------------
+
+
+def test_alpha_is_upscaled_and_kept(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src = save_photo(tmp_path / "logo.png", mode="RGBA")
+    code, _, err = run(capsys, src, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    with Image.open(tmp_path / "logo_x2.png") as im:
+        assert (im.mode, im.size) == ("RGBA", (112, 80))
+        alpha = np.asarray(im, dtype=np.float32)[..., 3]
+    # the left-to-right alpha ramp survives: downsampled back, it matches the input's alpha
+    small = alpha.reshape(40, 2, 56, 2).mean(axis=(1, 3))
+    assert np.abs(small - pixels(src)[..., 3]).mean() < 8
+
+
+def test_grayscale_stays_grayscale(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src = save_photo(tmp_path / "grey.png", mode="L")
+    code, _, err = run(capsys, src, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    with Image.open(tmp_path / "grey_x2.png") as im:
+        assert (im.mode, im.size) == ("L", (112, 80))
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_16_bit_png_stays_16_bit(capsys, tmp_path: Path, tiny_checkpoint: Path, grey: bool) -> None:
+    img = photo_like(24, 32)
+    samples = (img.mean(axis=2, keepdims=True) if grey else img) * 65535 + 0.5
+    src = tmp_path / "deep.png"
+    with open(src, "wb") as f:
+        png.Writer(32, 24, greyscale=grey, bitdepth=16).write(f, samples.astype(np.uint16).reshape(24, -1))
+    code, _, err = run(capsys, src, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    result = read_image(tmp_path / "deep_x2.png")
+    assert result.bit_depth == 16 and result.grayscale == grey and result.rgb.shape == (48, 64, 3)
+    # more than 256 levels: the output really holds 16-bit data
+    assert len(np.unique(result.rgb[..., 0])) > 256
+
+
+def test_tiled_matches_untiled(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    src = save_photo(tmp_path / "big.png", 64, 80, seed=2)
+    common = ["--checkpoint", tiny_checkpoint, "--quiet"]
+    assert run(capsys, src, "-o", tmp_path / "tiled.png", "--tile", "16", "--tile-overlap", "32", *common)[0] == 0
+    assert run(capsys, src, "-o", tmp_path / "whole.png", "--tile", "0", *common)[0] == 0
+    tiled, whole = pixels(tmp_path / "tiled.png"), pixels(tmp_path / "whole.png")
+    assert tiled.shape == whole.shape == (128, 160, 3)
+    assert np.abs(tiled - whole).max() <= 1
+
+
+# --- as a real command ---------------------------------------------------------------------------------------
+
+
+def _cli(*argv, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "unetsr.infer", *map(str, argv)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_command_mixed_good_and_bad_files(tmp_path: Path, photo_png: Path, tiny_checkpoint: Path) -> None:
+    bad = _not_image(tmp_path)
+    proc = _cli(photo_png, bad, tmp_path / "missing.png", "--checkpoint", tiny_checkpoint, "--device", "cpu", "--half")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
+    assert "--half is ignored" in proc.stderr
+    assert len(skipped_lines(proc.stderr)) == 2
+    assert "upscaled 1, failed 2, skipped 0" in proc.stderr
+    assert "photo.png -> " in proc.stdout
+    assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
+
+
+def test_command_bad_checkpoint_and_bad_scale(tmp_path: Path, photo_png: Path, tiny_checkpoint: Path) -> None:
+    proc = _cli(photo_png, "--checkpoint", _truncated_ckpt(tmp_path, tiny_checkpoint))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("unetsr.infer: error: checkpoint ") and proc.stderr.count("\n") == 1
+    proc = _cli(photo_png, "--scale", "1", "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "greater than 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not photo_png.with_name("photo_x2.png").exists() and not photo_png.with_name("photo_x1.png").exists()
+
+
+def test_an_output_over_the_size_limit_is_refused_in_one_line(tiny_checkpoint, photo_png, capsys) -> None:
+    from unetsr import infer
+
+    code = infer.main([str(photo_png), "--checkpoint", str(tiny_checkpoint), "--scale", "500", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "output limit" in err and "Traceback" not in err
+    assert not list(photo_png.parent.glob("*_x500*"))
