@@ -35,15 +35,21 @@ _GLOB_CHARS = frozenset("*?[")
 # --- pure helpers: arguments, discovery, output names -------------------------------------------------------
 
 
-def parse_scale(text: str) -> float:
-    """argparse type for --scale: a finite number greater than 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number greater than 1, got {text}")
-    return value
+def _number_above(minimum: float, what: str):
+    """An argparse type: a finite number greater than `minimum`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value <= minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    return parse
+
+
+parse_scale = _number_above(1, "a number greater than 1")
+parse_megapixels = _number_above(0, "a positive number of megapixels")
 
 
 def _int_at_least(minimum: int):
@@ -63,17 +69,6 @@ def parse_quality(text: str) -> int:
     value = _int_at_least(1)(text)
     if value > 100:
         raise argparse.ArgumentTypeError(f"must be between 1 and 100, got {value}")
-    return value
-
-
-def parse_megapixels(text: str) -> float:
-    """argparse type for --max-pixels: a positive number of megapixels."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of megapixels, got {text}")
     return value
 
 
