@@ -63,9 +63,12 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = {"UNETSR_QUICK": "1", "UNETSR_PHOTOS": str(tmp_path / "no-photos-here"), "PYTHONPATH": pythonpath}
-    work = tmp_path / "cwd"
+    work, scratch = tmp_path / "cwd", tmp_path / "tmp"
     work.mkdir()
+    scratch.mkdir()
+    # Quick mode; no photos, so the synthetic ones; the notebook's temporary files under tmp_path.
+    env = {"UNETSR_QUICK": "1", "UNETSR_PHOTOS": str(tmp_path / "no-photos-here"), "PYTHONPATH": pythonpath,
+           "TMPDIR": str(scratch)}
     client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path, env), timeout=600,
                                      resources={"metadata": {"path": str(work)}})
     start = time.perf_counter()
@@ -80,6 +83,7 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     assert f"python {sys.executable}\n" in text
     assert "mode: QUICK" in text
     assert "synthetic photo-like images" in text
+    assert f"files in {scratch}" in text
 
     # Parameter counts: the frozen part is exactly ResNet18's conv1, bn1, layer1 and layer2.
     m = re.search(r"parameters: ([\d,]+) trainable, ([\d,]+) frozen", text)
