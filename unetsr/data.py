@@ -56,8 +56,9 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 
 class CropDataset(Dataset):
-    """Item i: a random square crop of random size (min_crop .. short side) of a random photo, resized
-    to `crop`, randomly flipped and rotated, paired with its LR made by a randomly chosen downscaler.
+    """Item i: a random square crop of random size (min_crop .. short side, log-uniform so that every
+    octave of scale is equally likely) of a random photo, resized to `crop`, randomly flipped and
+    rotated, paired with its LR made by a randomly chosen downscaler.
 
     Decoded photos are kept in a per-process cache of at most `cache_mb`, so small sets are decoded
     once and large ones stream from disk.
@@ -98,7 +99,8 @@ class CropDataset(Dataset):
     def _random_crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = image.shape[:2]
         short = min(h, w)
-        side = int(rng.integers(min(self.min_crop, short), short + 1))
+        low = min(self.min_crop, short)
+        side = min(short, int(round(np.exp(rng.uniform(np.log(low), np.log(short + 1))))))
         top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         patch = image[top:top + side, left:left + side]
         if side != self.crop:

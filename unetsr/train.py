@@ -67,14 +67,18 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def scores(pred: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+    """Mean PSNR-Y and SSIM-Y of a batch, with a border of `scale` pixels shaved."""
+    return {"psnr": psnr_y(pred, hr, scale).mean().item(), "ssim": ssim_y(pred, hr, scale).mean().item()}
+
+
 @torch.no_grad()
 def validate(model: UNetSR, lr: torch.Tensor, hr: torch.Tensor, device: torch.device) -> dict[str, float]:
-    """Mean PSNR-Y and SSIM-Y on the fixed validation crops (border of `scale` pixels shaved)."""
+    """Scores of the model on the fixed validation crops."""
     model.eval()
     pred = torch.cat([model(chunk.to(device)).float().cpu() for chunk in lr.split(8)])
     model.train()
-    shave = model.config.scale
-    return {"psnr": psnr_y(pred, hr, shave).mean().item(), "ssim": ssim_y(pred, hr, shave).mean().item()}
+    return scores(pred, hr, model.config.scale)
 
 
 def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False) -> Path:
@@ -83,7 +87,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False) -> Pat
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     last, best_path = out / "last.pt", out / "best.pt"
-    state = load_checkpoint(last).train_state if resume and last.exists() else None
+    resumed = load_checkpoint(last) if resume and last.exists() else None
+    state = resumed.train_state if resumed is not None else None
     if state is not None:
         model_cfg = ModelConfig.from_dict(state["model_config"])
         cfg = TrainConfig(**{**state["train_config"], "steps": cfg.steps})
@@ -96,7 +101,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False) -> Pat
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     step, best = 0, -math.inf
     if state is not None:
-        model.load_state_dict(load_checkpoint(last).model.state_dict())
+        model.load_state_dict(resumed.model.state_dict())
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, best = state["step"], state["best_psnr"]
@@ -114,11 +119,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False) -> Pat
         trainable, frozen = count_parameters(model)
         print(f"unetsr.train: {trainable:,} trainable + {frozen:,} frozen parameters, {len(dataset.paths)} photos, "
               f"steps {step}..{cfg.steps}, world {world}, {device}", file=sys.stderr)
-        if val is not None and step == 0:
+        if val is not None and step == 0:  # the reference the validation scores are read against
             bicubic = F.interpolate(val[0], scale_factor=model_cfg.scale, mode="bicubic", align_corners=False)
-            log.write(json.dumps({"step": 0, "val_bicubic_psnr": psnr_y(bicubic, val[1], model_cfg.scale)
-                                  .mean().item(), "val_bicubic_ssim": ssim_y(bicubic, val[1], model_cfg.scale)
-                                  .mean().item()}) + "\n")
+            reference = scores(bicubic.clamp(0, 1), val[1], model_cfg.scale)
+            log.write(json.dumps({"step": 0, **{f"val_bicubic_{k}": v for k, v in reference.items()}}) + "\n")
 
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, unit="step", dynamic_ncols=True)
