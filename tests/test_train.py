@@ -64,8 +64,12 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(photos: Path, tmp_
     with pytest.raises(KeyboardInterrupt):
         train(run_config(photos, killed, 10), TINY)
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    assert load_checkpoint(killed / "last.pt").train_state["step"] == 5
+    first_leg = load_checkpoint(killed / "last.pt")
+    assert first_leg.train_state["step"] == 5
+    # pretend the first leg took 1000 s: the resumed run's wall time must add to it, not restart from zero
+    real_save(killed / "last.pt", first_leg.model, first_leg.meta, {**first_leg.train_state, "train_seconds": 1000.0})
     train(run_config(photos, killed, 10), TINY, resume=True)
+    assert 1000 < load_checkpoint(killed / "last.pt").train_state["train_seconds"] < 1100
 
     a = load_checkpoint(whole / "last.pt").model.state_dict()
     b = load_checkpoint(killed / "last.pt").model.state_dict()

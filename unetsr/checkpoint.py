@@ -21,7 +21,7 @@ FORMAT = "unetsr-checkpoint"
 VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = None
+DEFAULT_SHA256: str | None = "5021fd8e46d4c206f3a9ae1c3df828d4e2c8a512cf5618643ff05a4eef7a7c47"
 
 
 @dataclass
@@ -100,7 +100,8 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Che
 def load_default() -> Checkpoint:
     """The x2 model shipped inside the package, verified against its recorded SHA-256."""
     if DEFAULT_SHA256 is None or not DEFAULT_CHECKPOINT.is_file():
-        raise CheckpointError("no default model is installed yet; pass --checkpoint PATH to a unetsr checkpoint")
+        raise CheckpointError(f"no default model installed (expected {DEFAULT_CHECKPOINT}); restore it "
+                              "(git checkout / reinstall unetsr) or pass --checkpoint PATH to a unetsr checkpoint")
     return load_checkpoint(DEFAULT_CHECKPOINT, expected_sha256=DEFAULT_SHA256)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -45,7 +46,9 @@ def lpips_metric() -> tuple[Callable[[torch.Tensor, torch.Tensor], float] | None
     try:
         import lpips  # noqa: PLC0415 - optional, heavy
 
-        net = lpips.LPIPS(net="alex", verbose=False).eval()
+        with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`; not ours to fix
+            warnings.simplefilter("ignore", UserWarning)
+            net = lpips.LPIPS(net="alex", verbose=False).eval()
     except Exception as exc:
         return None, f"{type(exc).__name__}: {first_line(exc)}"
 

@@ -1,0 +1,63 @@
+"""The x2 model shipped in the package: intact, found without flags, and better than bicubic."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import photo_like
+from unetsr import checkpoint
+from unetsr.errors import CheckpointError
+from unetsr.metrics import psnr_y, ssim_y
+from unetsr.upscaler import Upscaler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_checkpoint_matches_its_recorded_sha256() -> None:
+    assert checkpoint.DEFAULT_SHA256 is not None
+    assert checkpoint.DEFAULT_CHECKPOINT.stat().st_size < 10 * 2**20
+    assert checkpoint.sha256_of(checkpoint.DEFAULT_CHECKPOINT) == checkpoint.DEFAULT_SHA256
+    ckpt = checkpoint.load_default()
+    assert ckpt.config.scale == 2 and ckpt.meta["steps"] > 0
+
+
+def test_a_damaged_shipped_file_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    damaged = tmp_path / "unetsr_x2.pt"
+    shutil.copy(checkpoint.DEFAULT_CHECKPOINT, damaged)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", damaged)
+    with pytest.raises(CheckpointError, match="damaged"):
+        checkpoint.load_default()
+
+
+def test_beats_bicubic_on_a_photo_like_image() -> None:
+    hr = (photo_like(192, 256, seed=11) * 255 + 0.5).astype(np.uint8)
+    lr = Image.fromarray(hr).resize((128, 96), Image.BICUBIC)
+    bicubic = np.asarray(lr.resize((256, 192), Image.BICUBIC), dtype=np.float32) / 255
+    model = Upscaler.from_checkpoint(device="cpu").upscale_array(np.asarray(lr, dtype=np.float32) / 255)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+
+    target = t(hr.astype(np.float32) / 255)
+    gain = psnr_y(t(model), target, 2).item() - psnr_y(t(bicubic), target, 2).item()
+    assert gain > 0.5
+    assert ssim_y(t(model), target, 2).item() > ssim_y(t(bicubic), target, 2).item()
+
+
+def test_infer_uses_the_shipped_model_without_flags(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray((photo_like(48, 64) * 255).astype(np.uint8)).save(photo, quality=95)
+    proc = subprocess.run([sys.executable, "-m", "unetsr.infer", str(photo)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(tmp_path / "photo_x2.png") as out:
+        assert out.size == (128, 96)
