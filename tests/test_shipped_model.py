@@ -49,7 +49,7 @@ def test_beats_bicubic_on_a_photo_like_image() -> None:
 
     target = t(hr.astype(np.float32) / 255)
     gain = psnr_y(t(model), target, 2).item() - psnr_y(t(bicubic), target, 2).item()
-    assert gain > 0.5
+    assert gain > 1.5  # the shipped model measured +3.1 dB here
     assert ssim_y(t(model), target, 2).item() > ssim_y(t(bicubic), target, 2).item()
 
 
