@@ -44,8 +44,9 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def skipped_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("unetsr.infer: skipped ")]
+def problem_lines(err: str) -> list[str]:
+    """The one-line reports of files that failed or were skipped."""
+    return [line for line in err.splitlines() if line.startswith(("unetsr.infer: failed ", "unetsr.infer: skipped "))]
 
 
 def size_of(path: Path) -> tuple[int, int]:
@@ -226,7 +227,7 @@ def test_existing_output_is_kept_unless_overwrite(capsys, photo_png: Path, tiny_
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
     assert code == 1
     assert result.read_bytes() == b"precious"
-    assert len(skipped_lines(err)) == 1 and "already exists" in err and "--overwrite" in err
+    assert len(problem_lines(err)) == 1 and "already exists" in err and "--overwrite" in err
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--overwrite")
     assert code == 0, err
     assert size_of(result) == (112, 80)
@@ -237,7 +238,7 @@ def test_never_writes_over_an_input(capsys, photo_png: Path, tiny_checkpoint: Pa
     code, _, err = run(capsys, photo_png, "-o", photo_png, "--overwrite", "--checkpoint", tiny_checkpoint)
     assert code == 1
     assert photo_png.read_bytes() == original
-    assert len(skipped_lines(err)) == 1 and "input" in err
+    assert len(problem_lines(err)) == 1 and "input" in err
     # a.png's output would be a_x2.png, itself an input here: refused even with --overwrite
     other = save_photo(photo_png.with_name("photo_x2.png"), 16, 16, seed=3)
     other_bytes = other.read_bytes()
@@ -253,7 +254,7 @@ def test_two_inputs_with_the_same_output_conflict(capsys, tmp_path: Path, tiny_c
     code, _, err = run(capsys, tmp_path / "a.png", tmp_path / "a.jpg", "--checkpoint", tiny_checkpoint)
     assert code == 1
     assert size_of(tmp_path / "a_x2.png") == (32, 32)  # from a.png, the first; not replaced by a.jpg's
-    (line,) = skipped_lines(err)
+    (line,) = problem_lines(err)
     assert "a.jpg" in line and "conflicts" in line
 
 
@@ -289,7 +290,7 @@ def test_bad_input_is_one_line_and_others_still_done(capsys, photo_png: Path, ti
     bad = make(photo_png.parent)
     code, _, err = run(capsys, bad, photo_png, "--max-pixels", "0.01", "--checkpoint", tiny_checkpoint)
     assert code == 1
-    (line,) = skipped_lines(err)
+    (line,) = problem_lines(err)
     assert str(bad) in line and reason in line
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
     assert not bad.with_name(bad.stem + "_x2.png").exists()
@@ -302,7 +303,7 @@ def test_unwritable_output_folder(capsys, tmp_path: Path, photo_png: Path, tiny_
     second = save_photo(tmp_path / "b.png", 16, 16)
     code, _, err = run(capsys, photo_png, second, "-o", blocker / "out", "--checkpoint", tiny_checkpoint)
     assert code == 1
-    lines = skipped_lines(err)
+    lines = problem_lines(err)
     assert len(lines) == 2 and all("not a folder" in line for line in lines)
     assert blocker.read_text() == "a file where a folder should be"
     assert "upscaled 0, failed 2" in err
@@ -321,7 +322,7 @@ def test_unexpected_error_on_one_file_is_one_line(capsys, monkeypatch, tmp_path:
     monkeypatch.setattr(Upscaler, "upscale_array", flaky)
     code, _, err = run(capsys, a, b, "--checkpoint", tiny_checkpoint)
     assert code == 1
-    (line,) = skipped_lines(err)
+    (line,) = problem_lines(err)
     assert line.endswith("a.png: RuntimeError: out of memory")
     assert (tmp_path / "b_x2.png").exists() and not (tmp_path / "a_x2.png").exists()
 
@@ -439,7 +440,7 @@ def test_command_mixed_good_and_bad_files(tmp_path: Path, photo_png: Path, tiny_
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
     assert "--half is ignored" in proc.stderr
-    assert len(skipped_lines(proc.stderr)) == 2
+    assert len(problem_lines(proc.stderr)) == 2
     assert "upscaled 1, failed 2, skipped 0" in proc.stderr
     assert "photo.png -> " in proc.stdout
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)

@@ -363,7 +363,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     upscaled = failed = skipped = 0
     for problem in problems:
-        _say(f"{PROG}: skipped {problem.name}: {problem.reason}")
+        _say(f"{PROG}: failed {problem.name}: {problem.reason}")
         failed += 1
     times = _times()
     progress = not args.quiet and sys.stderr.isatty()
@@ -383,10 +383,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             try:
                 (w, h), (ow, oh) = upscale_file(upscaler, job, args, scale, progress)
             except (UnetsrError, OSError, ValueError) as exc:
-                _say(f"{PROG}: skipped {name}: {first_line(exc)}")
+                _say(f"{PROG}: failed {name}: {first_line(exc)}")
                 failed += 1
             except Exception as exc:  # unexpected: still one line, and the other files go on
-                _say(f"{PROG}: skipped {name}: {type(exc).__name__}: {first_line(exc)}")
+                _say(f"{PROG}: failed {name}: {type(exc).__name__}: {first_line(exc)}")
                 failed += 1
             else:
                 upscaled += 1
