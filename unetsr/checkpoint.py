@@ -21,7 +21,7 @@ FORMAT = "unetsr-checkpoint"
 VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "5021fd8e46d4c206f3a9ae1c3df828d4e2c8a512cf5618643ff05a4eef7a7c47"
+DEFAULT_SHA256: str | None = "20e59443f2b958a8f181073520a56138362e81d0587ff1d76ef2bd3ff0f34a7f"
 
 
 @dataclass
