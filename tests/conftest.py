@@ -25,6 +25,11 @@ def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)
 
 
+def as_batch(arr: np.ndarray) -> torch.Tensor:
+    """An H×W×C numpy image as a (1, C, H, W) float tensor."""
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
 def perturb_decoder(model: UNetSR, seed: int = 0, std: float = 0.01) -> UNetSR:
     """Give every trainable weight small random values, so the residual is not zero (as after training)."""
     gen = torch.Generator().manual_seed(seed)

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from conftest import photo_like
+from conftest import as_batch, photo_like
 from unetsr.backbone import load_resnet18
 from unetsr.config import ModelConfig
 from unetsr.losses import PerceptualLoss
@@ -14,7 +14,7 @@ def blur(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def test_zero_for_identical_images_and_grows_with_blur() -> None:
     loss_fn = PerceptualLoss(load_resnet18("random"))
-    x = torch.from_numpy(photo_like(64, 64).transpose(2, 0, 1).copy())[None]
+    x = as_batch(photo_like(64, 64))
     zero, terms = loss_fn(x, x)
     assert zero.item() == 0 and all(v == 0 for v in terms.values())
     losses = [loss_fn(blur(x, k), x)[0].item() for k in (3, 5, 9)]

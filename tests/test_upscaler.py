@@ -3,13 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import photo_like
+from conftest import as_batch, photo_like
 from unetsr.model import UNetSR
 from unetsr.upscaler import Upscaler
-
-
-def as_batch(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
 
 def test_tiled_matches_untiled_within_one_level(tiny_model: UNetSR) -> None:

@@ -52,7 +52,7 @@ def check_images(paths: Sequence[Path], seed: int = 0) -> list[np.ndarray]:
 
 def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True, meta: dict[str, Any] | None = None,
                       check: Sequence[Path] = (), tolerance: float = TOLERANCE) -> Export:
-    """Write `src`'s model to `dst` without training state; refuse (CheckpointError) if outputs move by more than `tolerance`."""
+    """Write `src`'s model to `dst` without training state; UnetsrError if outputs move by more than `tolerance`."""
     source = load_checkpoint(src)
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.export")
