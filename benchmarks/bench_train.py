@@ -1,7 +1,8 @@
-"""Training throughput on this machine: images per second at the default crop and batch, measured
-over steps of the real training loop on synthetic photos (after warm-up).
+"""Training throughput on this machine: images per second of the real training loop (data loading,
+forward, loss, backward, AdamW) on synthetic photos, after warm-up, in fp32 and in bf16, with a fixed
+matmul workload timed in the same run so figures can be scaled between machines.
 
-    python benchmarks/bench_train.py [--steps 30] [--batch 16] [--crop 96]
+    python benchmarks/bench_train.py [--steps 40] [--batch 16] [--crop 96] [--widths ...] [--blocks ...]
 """
 
 from __future__ import annotations
@@ -13,44 +14,61 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import header  # noqa: E402
+from common import header, matmul_reference  # noqa: E402
 from unetsr.config import ModelConfig  # noqa: E402
-from unetsr.train import TrainConfig, train  # noqa: E402
+from unetsr.precision import cpu_has_bf16  # noqa: E402
+from unetsr.recipes import TrainConfig  # noqa: E402
+from unetsr.training import train  # noqa: E402
+
+WARMUP = 10
+
+
+def images_per_second(photos: Path, out: Path, precision: str, model: ModelConfig, args: argparse.Namespace) -> float:
+    """Throughput over the steps after the first WARMUP, from the loop's own cumulative log."""
+    cfg = TrainConfig(data=(str(photos),), out=str(out), steps=args.steps, batch=args.batch, crop=args.crop,
+                      workers=args.workers, log_every=1, ckpt_every=10**9, precision=precision)
+    train(cfg, model)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    seconds = len(log) * args.batch / log[-1]["img_s"] - WARMUP * args.batch / log[WARMUP - 1]["img_s"]
+    return (len(log) - WARMUP) * args.batch / seconds
 
 
 def main() -> None:
-    d = TrainConfig(data=(), out="")
+    m = ModelConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--crop", type=int, default=d.crop)
-    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--widths", type=int, nargs=5, default=list(m.widths))
+    p.add_argument("--blocks", type=int, nargs=5, default=list(m.blocks))
+    p.add_argument("--block-convs", type=int, default=m.block_convs)
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"] if cpu_has_bf16() else ["fp32"])
     args = p.parse_args()
+    model = ModelConfig(widths=tuple(args.widths), blocks=tuple(args.blocks), block_convs=args.block_convs,
+                        backbone="random")
     print(header())
+    print(f"model widths {list(model.widths)} blocks {list(model.blocks)} block_convs {model.block_convs}; "
+          f"batch {args.batch}, crop {args.crop}, {args.workers} loader worker(s); {args.steps} steps, "
+          f"the first {WARMUP} not timed; includes data loading, not process start-up or model building")
+    print(f"reference: float32 matmul {matmul_reference():.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
         photos.mkdir()
         rng = np.random.default_rng(0)
         for i in range(8):
             Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(photos / f"{i}.png")
-        cfg = TrainConfig(data=(str(photos),), out=str(Path(tmp) / "run"), steps=args.steps, batch=args.batch,
-                          crop=args.crop, workers=args.workers, log_every=1, ckpt_every=10**9)
-        train(cfg, ModelConfig(backbone="random"))
-        log = [json.loads(line) for line in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
-    # img_s is cumulative since the start; the last value, minus the first 10 warm-up steps, is the rate.
-    rate_all = log[-1]["img_s"]
-    warm = log[9]["img_s"]
-    steps_after = len(log) - 10
-    seconds = len(log) * args.batch / rate_all - 10 * args.batch / warm
-    print(f"\nbatch {args.batch}, crop {args.crop}, {args.workers} loader worker(s), default model "
-          f"(ModelConfig()), CPU float32")
-    print(f"training throughput: {steps_after * args.batch / seconds:.1f} images/s "
-          f"({steps_after / seconds:.2f} steps/s) over {steps_after} steps after 10 warm-up steps")
+        print("| precision | train img/s | steps/s |\n|---|---:|---:|")
+        for precision in args.precision:
+            rate = images_per_second(photos, Path(tmp) / f"run-{precision}", precision, model, args)
+            print(f"| {precision} | {rate:.1f} | {rate / args.batch:.2f} |", flush=True)
+    print(f"reference again: float32 matmul {matmul_reference():.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

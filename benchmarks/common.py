@@ -1,11 +1,15 @@
-"""Shared by the benchmarks: the header line every table starts with, and the model to measure."""
+"""Shared by the benchmarks: the header line every table starts with, the model to measure, and the
+same-run references (a fixed matmul, PIL bicubic) that let a reader scale the figures to their machine."""
 
 from __future__ import annotations
 
 import platform
 import sys
+import time
 
+import numpy as np
 import torch
+from PIL import Image
 
 from unetsr.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_default
 from unetsr.config import ModelConfig
@@ -28,3 +32,41 @@ def benchmark_model(checkpoint: str | None) -> tuple[UNetSR, str]:
         return load_default().model, str(DEFAULT_CHECKPOINT.name)
     except CheckpointError:
         return build_model(ModelConfig(backbone="random")).eval(), "untrained default-size model"
+
+
+def matmul_reference(size: int = 1024, repeats: int = 20) -> float:
+    """GFLOP/s of a fixed float32 matmul workload (size² by size², `repeats` times, after one warm-up).
+
+    Timed in the same run as the figures beside it, on the same threads: a machine twice as fast here
+    (or half as busy) runs the benchmarks roughly twice as fast.
+    """
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=gen), torch.randn(size, size, generator=gen)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def bicubic_seconds(lr_h: int, lr_w: int, scale: int = 2, repeats: int = 3) -> float:
+    """Seconds (best of `repeats`) for PIL's bicubic to upscale an 8-bit RGB lr_h×lr_w image `scale` times:
+    the classic upscaler's cost for the same image, measured in the same run."""
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (lr_h, lr_w, 3), dtype=np.uint8))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        image.resize((lr_w * scale, lr_h * scale), Image.BICUBIC)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def photo_like_array(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A float32 h×w×3 image in [0, 1]: gradients, edges and a little noise, so that PNG sizes and
+    decode/encode times are those of a photo rather than of pure noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
+    image = np.stack([0.5 + 0.3 * np.sin(9 * xx + 3 * yy), 0.5 + 0.3 * np.cos(7 * yy), 0.3 + 0.4 * xx], axis=2)
+    image += 0.15 * (((xx * 23).astype(int) + (yy * 17).astype(int)) % 2)[..., None]
+    return np.clip(image + rng.normal(0, 0.02, image.shape).astype(np.float32), 0, 1)

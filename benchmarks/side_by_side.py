@@ -12,13 +12,20 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unetsr.data import load_rgb  # noqa: E402
-from unetsr.evaluate import make_lr  # noqa: E402
+from unetsr.fileio import atomic_write  # noqa: E402
+from unetsr.images import read_image  # noqa: E402
+from unetsr.lowres import make_lr, upscale_baseline  # noqa: E402
 from unetsr.upscaler import Upscaler  # noqa: E402
+
+
+def to_pil(arr: np.ndarray) -> Image.Image:
+    """A float H×W×3 array in [0, 1] as an 8-bit PIL image."""
+    return Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
 def main() -> None:
@@ -30,12 +37,11 @@ def main() -> None:
     p.add_argument("--out", default="docs/side_by_side.png")
     args = p.parse_args()
     up = Upscaler.from_checkpoint(args.checkpoint, device="cpu", tile=512)
-    hr, lr = make_lr(load_rgb(Path(args.photo)), up.scale)
-    size = (hr.shape[1], hr.shape[0])
-    bicubic = Image.fromarray(lr).resize(size, Image.BICUBIC)
-    model = up(Image.fromarray(lr))
+    hr, lr = make_lr(read_image(args.photo).rgb, up.scale)
+    bicubic = upscale_baseline(lr, (hr.shape[1], hr.shape[0]), "bicubic")
+    model = up.upscale_array(lr, up.scale)
     x, y, s = args.box
-    panels = [("bicubic", bicubic), ("unetsr x2", model), ("original", Image.fromarray(hr))]
+    panels = [("bicubic", to_pil(bicubic)), (f"unetsr x{up.scale}", to_pil(model)), ("original", to_pil(hr))]
     z, label = args.zoom, 18
     sheet = Image.new("RGB", (3 * s * z + 2 * 4, s * z + label), "white")
     draw = ImageDraw.Draw(sheet)
@@ -44,7 +50,7 @@ def main() -> None:
         sheet.paste(crop, (i * (s * z + 4), label))
         draw.text((i * (s * z + 4) + 4, 3), name, fill="black")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
+    atomic_write(args.out, lambda f: sheet.save(f, format="PNG", optimize=True))  # replaces --out
     print(f"wrote {args.out} ({sheet.width}×{sheet.height})")
 
 

@@ -3,11 +3,15 @@
 It answers `generator=categorymembers` + `prop=imageinfo` queries in the formatversion=2 shape of the
 real API (continuation, box-fitted thumbnails that never upscale, extmetadata), serves the files and
 their renditions, and records every request. Knobs make it misbehave: scripted error statuses per
-path, a stalled download, and broken API answers.
+path, a stalled download, broken API answers, and hostile ones (deep JSON, gzip bombs, replies
+dripped a byte at a time, endless files, a `continue` that never changes). Every misbehaviour is
+bounded by the server itself (bytes sent, seconds spent), so a test of broken client code still ends.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import io
 import json
@@ -20,7 +24,14 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from PIL import Image
 
 CATEGORY = "Category:Valued images"
-PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF", "image/webp": "WEBP"}
+PIL_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/tiff": "TIFF", "image/webp": "WEBP",
+               "image/gif": "GIF"}
+# Bounds on every misbehaviour: bytes of an endless or inflated body, seconds of a drip, looping API answers.
+BOMB_BYTES = 32 << 20
+DRIP_SECONDS = 4.0
+DRIP_INTERVAL = 0.05
+MAX_LOOPS = 200
+EMPTY_ANSWER = b'{"batchcomplete": true, "query": {"pages": []}}'
 REQUIRED_PARAMS = {
     "action": "query",
     "format": "json",
@@ -53,6 +64,8 @@ class FakeFile:
     height: int = 0
     license: str = "CC BY-SA 4.0"
     artist: str = '<a href="//commons.invalid/wiki/User:Jane" title="User:Jane">Jane <b>Doe</b></a>'
+    credit: str = "<span>Own work</span>"
+    thumb_mime: str | None = None  # the rendition's MIME type, when not the server's usual choice
     wrong_sha1: bool = False
 
     @property
@@ -89,6 +102,8 @@ class FakeCommons:
     stall_name: str | None = None
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    # File name -> how its body is sent: "gzip", "gzip_bomb", "endless", "drip" or "drip_open" (no length).
+    hostile: dict[str, str] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     bodies: dict[str, bytes] = field(default_factory=dict)
 
@@ -96,6 +111,8 @@ class FakeCommons:
         self.lock = threading.Lock()
         for f in self.files:
             self.bodies[self.original_path(f)] = f.data
+            if self.hostile.get(f.name) == "gzip_bomb":
+                gzip_bomb(f.data)  # built now, not while a client waits
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -142,6 +159,10 @@ class FakeCommons:
             return 200, "application/json; charset=utf-8", b'{"batchcomplete": tru'
         if self.api_mode == "html":
             return 200, "text/html; charset=utf-8", b"<!DOCTYPE html><html><body><h1>Wikimedia Error</h1></body></html>"
+        if self.api_mode == "deep_json":
+            return 200, "application/json", b'{"query": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+        if self.api_mode == "same_continue" and len(self.api_requests()) > MAX_LOOPS:
+            return 200, "application/json", b'{"error": {"code": "loop", "info": "the fake server gave up"}}'
         if self.api_mode == "api_error":
             body = {"error": {"code": "badvalue", "info": 'Unrecognized value for parameter "gcmtype".'},
                     "servedby": "mw-fake"}
@@ -161,6 +182,8 @@ class FakeCommons:
         body: dict = {"batchcomplete": True, "query": {"pages": pages}}
         if start + limit < len(self.files):
             body["continue"] = {"gcmcontinue": f"file|{start + limit}", "continue": "gcmcontinue||"}
+        if self.api_mode == "same_continue":
+            body["continue"] = {"gcmcontinue": "file|0", "continue": "gcmcontinue||"}
         if self.api_mode == "missing_field":
             del pages[0]["imageinfo"][0]["sha1"]
         return 200, "application/json; charset=utf-8", json.dumps(body).encode()
@@ -179,7 +202,7 @@ class FakeCommons:
                 "LicenseShortName": {"value": f.license, "source": "commons-desc-page", "hidden": ""},
                 "LicenseUrl": {"value": "https://creativecommons.invalid/licenses/by-sa/4.0", "source": "commons"},
                 "Artist": {"value": f.artist, "source": "commons-desc-page"},
-                "Credit": {"value": "<span>Own work</span>", "source": "commons-desc-page"},
+                "Credit": {"value": f.credit, "source": "commons-desc-page"},
             },
         }
         if f.width and box[0] > 0:
@@ -194,7 +217,7 @@ class FakeCommons:
                     "thumbheight": f.height, "thumbmime": f.mime}
         scale = min(box_w / f.width, box_h / f.height)
         size = (max(1, round(f.width * scale)), max(1, round(f.height * scale)))
-        thumb_mime = "image/jpeg" if f.mime == "image/tiff" else f.mime
+        thumb_mime = f.thumb_mime or ("image/jpeg" if f.mime == "image/tiff" else f.mime)
         suffix = ".jpg" if f.mime == "image/tiff" else ""
         path = f"/upload/thumb/{quote(f.name)}/{size[0]}px-{quote(f.name)}{suffix}"
         if f.mime in PIL_FORMATS and path not in self.bodies:
@@ -225,13 +248,17 @@ def _handler_for(fake: FakeCommons) -> type[BaseHTTPRequestHandler]:
                 name = fake.name_of(path)
                 script = fake.scripts.get(name) if name else None
                 scripted = script.pop(0) if script else None
-            if path == "/w/api.php":
+            if path == "/w/api.php" and fake.api_mode in ("gzip_bomb", "drip", "drip_headers"):
+                self.hostile(fake.api_mode, EMPTY_ANSWER, "application/json")
+            elif path == "/w/api.php":
                 self.reply(*fake.api_answer(query))
             elif scripted is not None:
                 headers = {"Retry-After": "1"} if scripted == 429 else {}
                 self.reply(scripted, "text/html", b"<html><body>error</body></html>", headers)
             elif name in fake.always_404:
                 self.reply(404, "text/html", b"<html><body>Not Found</body></html>")
+            elif name in fake.hostile and path in fake.bodies:
+                self.hostile(fake.hostile[name], fake.bodies[path], "application/octet-stream")
             elif name is not None and name == fake.stall_name:
                 self.stall(fake.bodies[path])
             elif path in fake.bodies:
@@ -247,6 +274,42 @@ def _handler_for(fake: FakeCommons) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+
+        def hostile(self, how: str, body: bytes, content_type: str) -> None:
+            """Send `body` gzipped, or as an attack: gzip-inflating to BOMB_BYTES, padded without end, dripped."""
+            try:
+                if how == "drip_headers":
+                    self.drip(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 10_000)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                if how in ("gzip", "gzip_bomb"):
+                    packed = gzip_bomb(body) if how == "gzip_bomb" else gzip.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(packed)))
+                elif how == "drip":
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()  # "endless": no length, the body ends when the connection does
+                if how in ("gzip", "gzip_bomb"):
+                    self.wfile.write(packed)
+                elif how in ("drip", "drip_open"):
+                    self.drip(body)
+                else:
+                    self.wfile.write(body)
+                    for _ in range(BOMB_BYTES // (1 << 16)):
+                        self.wfile.write(bytes(1 << 16))
+            except OSError:
+                pass  # the client hung up, as it should
+
+        def drip(self, data: bytes) -> None:
+            """Send `data` a byte every DRIP_INTERVAL seconds, for at most DRIP_SECONDS."""
+            end = time.monotonic() + DRIP_SECONDS
+            for i in range(len(data)):
+                if time.monotonic() > end:
+                    return
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(DRIP_INTERVAL)
 
         def stall(self, body: bytes) -> None:
             """Send half the body, then wait for `release` before sending the rest."""
@@ -265,3 +328,9 @@ def _handler_for(fake: FakeCommons) -> type[BaseHTTPRequestHandler]:
 
     return Handler
 
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(body: bytes) -> bytes:
+    """`body` followed by zeros up to BOMB_BYTES, gzip-compressed (about a thousandth of that)."""
+    return gzip.compress(body + bytes(BOMB_BYTES - len(body)), compresslevel=9)

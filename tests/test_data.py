@@ -7,7 +7,9 @@ import torch
 from PIL import Image
 
 from conftest import photo_like
-from unetsr.data import CropDataset, StepBatchSampler, downscale, find_images, validation_crops
+from unetsr.data import CropDataset, StepBatchSampler, downscale, find_images, load_photo, validation_crops
+from unetsr.errors import UnetsrError
+from unetsr.lowres import make_lr
 
 
 @pytest.fixture
@@ -29,13 +31,13 @@ def test_find_images_recurses_and_sorts(photo_dir: Path) -> None:
 
 
 def test_items_are_deterministic_pairs_of_the_right_sizes(photo_dir: Path) -> None:
-    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=7)
+    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=40, seed=7)
     lr, hr = ds[5]
     assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32)
     assert 0 <= hr.min() and hr.max() <= 1
-    again = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=7)[5]
+    again = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=40, seed=7)[5]
     assert torch.equal(lr, again[0]) and torch.equal(hr, again[1])
-    other = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24, seed=8)[5]
+    other = CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=40, seed=8)[5]
     assert not torch.equal(hr, other[1])
     assert not torch.equal(ds[5][1], ds[6][1])
 
@@ -85,3 +87,47 @@ def test_validation_crops_are_fixed(photo_dir: Path) -> None:
     lr2, hr2 = validation_crops(paths, crop=48, scale=2, per_image=2)
     assert hr.shape == (6, 3, 48, 48) and lr.shape == (6, 3, 24, 24)
     assert torch.equal(hr, hr2) and torch.equal(lr, lr2)
+
+
+def test_hr_crops_are_never_upsampled(photo_dir: Path, tmp_path: Path) -> None:
+    ds = CropDataset(find_images([photo_dir]), crop=32, scale=2)
+    rng = np.random.default_rng(0)
+    assert min(ds.crop_side(short, rng) for short in (32, 40, 64, 500) for _ in range(200)) >= 32
+    with pytest.raises(UnetsrError, match="never upsampled"):
+        CropDataset(find_images([photo_dir]), crop=32, scale=2, min_crop=24)
+    # a photo exactly the crop's size: every HR crop is the photo itself, turned or flipped, not resized
+    exact = tmp_path / "exact"
+    exact.mkdir()
+    pixels = (np.random.default_rng(1).random((32, 32, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(exact / "noise.png")
+    views = [np.rot90(a, k) for a in (pixels, pixels[:, ::-1]) for k in range(4)]
+    for i in range(6):
+        hr = (CropDataset(find_images([exact]), crop=32, scale=2)[i][1].permute(1, 2, 0).numpy() * 255).round()
+        assert any(np.array_equal(hr, v) for v in views)
+
+
+def test_downscaled_noise_stays_uncorrelated(tmp_path: Path) -> None:
+    # Upsampling a patch of independent noise makes neighbours alike (correlation ~0.8 for x1.5 bicubic);
+    # a 1:1 or downscaled crop keeps them nearly independent.
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    Image.fromarray((np.random.default_rng(2).random((200, 200, 3)) * 255).astype(np.uint8)).save(folder / "n.png")
+    ds = CropDataset(find_images([folder]), crop=32, scale=2, seed=3)
+    for i in range(8):
+        hr = ds[i][1].numpy()
+        a, b = hr[:, :, :-1].ravel() - hr.mean(), hr[:, :, 1:].ravel() - hr.mean()
+        assert abs((a * b).mean() / (a * a).mean()) < 0.5
+
+
+def test_sixteen_bit_photos_keep_their_levels(tmp_path: Path) -> None:
+    grey = np.array([[1000, 30000], [65535, 0]], dtype=np.uint16).repeat(20, 0).repeat(20, 1)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    photo = load_photo(path)
+    assert photo.dtype == np.uint16 and sorted(np.unique(photo[..., 0])) == [0, 1000, 30000, 65535]
+
+
+def test_validation_lr_is_the_evaluation_protocol(photo_dir: Path) -> None:
+    lr, hr = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1)
+    expected = make_lr(hr[0].permute(1, 2, 0).numpy(), 2)[1]
+    assert np.allclose(lr[0].permute(1, 2, 0).numpy(), expected, atol=1e-6)

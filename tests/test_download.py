@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
+import tracemalloc
 from collections import Counter
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
@@ -17,16 +21,19 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.commons_server import CATEGORY, FakeCommons, FakeFile, make_image
-from unetsr import __version__, commons, download
-from unetsr.commons import DEFAULT_API, RetryPolicy, list_category, make_session, parse_retry_after, strip_html
-from unetsr.download import ManifestRow, file_name, main, read_manifest, write_manifest
+from tests.commons_server import CATEGORY, EMPTY_ANSWER, FakeCommons, FakeFile, gzip_bomb, make_image
+from unetsr import __version__, categories, commons, deadline, download, fetcher, http_client, manifest
+from unetsr.commons import DEFAULT_API, list_category, strip_html
+from unetsr.download import main
+from unetsr.http_client import Limits, RetryPolicy, make_session, parse_retry_after
+from unetsr.manifest import ManifestRow, file_name, read_manifest, write_manifest
 from unetsr.errors import DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
 CONTACT = "tests@example.org"
 AGENT = f"unetsr-download/{__version__} ({CONTACT}) requests/{requests.__version__}"
 FAST = RetryPolicy(retries=3, base=0.01, cap=0.3)
+LIMITS = Limits(seconds=10.0, api_bytes=1 << 20, file_margin=1 << 16)
 MAX_SIDE = 32
 
 GOOD = ["Landscape.jpg", "Portrait.png", "Small.jpg", "Scan.tif", "Rate limited.jpg", "Flaky.jpg",
@@ -70,8 +77,9 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", connect)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "UNETSR_CONTACT"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(download, "DEFAULT_RETRY", FAST)
-    monkeypatch.setattr(download, "STOP_GRACE", 0.2)
+    monkeypatch.setattr(http_client, "DEFAULT_RETRY", FAST)
+    monkeypatch.setattr(http_client, "DEFAULT_LIMITS", LIMITS)
+    monkeypatch.setattr(fetcher, "STOP_GRACE", 0.2)
 
 
 @pytest.fixture
@@ -198,7 +206,7 @@ def test_original_checks_sha1(fake: FakeCommons, tmp_path: Path, capsys) -> None
     out, err = capsys.readouterr()
     images = tmp_path / "images"
     for f in fake.files:
-        path = images / file_name(f.title, f.mime) if f.mime in commons.RASTER_EXTENSIONS else None
+        path = images / file_name(f.title, f.mime) if f.mime in manifest.RASTER_EXTENSIONS else None
         if f.name in GOOD and f.name != "Wrong hash.jpg":
             assert path.read_bytes() == f.data
         elif path is not None:
@@ -214,15 +222,15 @@ def test_interrupted_download_leaves_no_partial_file_and_resumes(fake: FakeCommo
     fake.stall_name = "Portrait.png"
     images = tmp_path / "images"
 
-    def interrupt_once_stalled(result: download.FileResult) -> None:
+    def interrupt_once_stalled(result: fetcher.FileResult) -> None:
         assert fake.stalled.wait(5), "the stalled download never started"
-        assert any(p.name.endswith(".part") for p in images.iterdir())  # it is half-written right now
+        assert any(p.name.startswith(".") and p.name.endswith(".tmp") for p in images.iterdir())  # half-written now
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        download.download_all(rows, images, agent=AGENT, retry=FAST, progress=False, on_result=interrupt_once_stalled)
+        fetcher.download_all(rows, images, agent=AGENT, retry=FAST, progress=False, on_result=interrupt_once_stalled)
     left = on_disk(images)
-    assert not [p for p in left if p.name.startswith(".") or p.name.endswith(".part")]
+    assert not [p for p in left if p.name.startswith(".") or p.name.endswith((".part", ".tmp"))]
     assert 1 <= len(left) < len(GOOD)
     for path in left:
         with Image.open(path) as image:
@@ -230,29 +238,54 @@ def test_interrupted_download_leaves_no_partial_file_and_resumes(fake: FakeCommo
 
     fake.stall_name = None
     fake.release.set()
-    stale = images / ".Killed-0123456789.jpg.dead.part"  # as left by a run killed with SIGKILL
+    stale = images / ".Killed-0123456789.jpg.0badf00d.tmp"  # as left by a run killed with SIGKILL
+    older = images / ".Killed-0123456789.jpg.dead.part"  # as left by an older version
     stale.write_bytes(b"half")
-    summary = download.download_all(rows, images, agent=AGENT, retry=FAST, progress=False)
+    older.write_bytes(b"half")
+    summary = fetcher.download_all(rows, images, agent=AGENT, retry=FAST, progress=False)
     assert (summary.downloaded, summary.skipped, summary.failed) == (len(GOOD) - len(left), len(left), ())
-    assert len(on_disk(images)) == len(GOOD) and not stale.exists()
+    assert len(on_disk(images)) == len(GOOD) and not stale.exists() and not older.exists()
 
 
 def test_ctrl_c_in_cli_exits_130_and_rerun_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     server = FakeCommons([f for f in fake_files() if f.name in GOOD[:4]]).start()
     try:
-        def interrupt(result: download.FileResult) -> None:
+        def interrupt(result: fetcher.FileResult) -> None:
             raise KeyboardInterrupt
 
-        real = download.download_all
-        monkeypatch.setattr(download, "download_all", functools.partial(real, on_result=interrupt))
+        real = fetcher.download_all
+        monkeypatch.setattr(fetcher, "download_all", functools.partial(real, on_result=interrupt))
         assert run(server, tmp_path) == 130
         assert "interrupted" in capsys.readouterr().err
         assert not [p for p in on_disk(tmp_path / "images") if p.name.startswith(".")]
-        monkeypatch.setattr(download, "download_all", real)
+        monkeypatch.setattr(fetcher, "download_all", real)
         assert run(server, tmp_path) == 0
         assert len(on_disk(tmp_path / "images")) == 4
     finally:
         server.stop()
+
+
+def test_sigterm_in_cli_leaves_no_partial_file(fake: FakeCommons, tmp_path: Path) -> None:
+    rows = [row for row in list_category(make_session(AGENT), fake.api_url, CATEGORY, max_side=MAX_SIDE)
+            if row.title == "File:Portrait.png"]
+    write_manifest(rows, tmp_path / "m.csv")  # reused: the run writes nothing before downloading
+    fake.stall_name = "Portrait.png"
+    images = tmp_path / "images"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unetsr.download", "--api", fake.api_url, "--out", str(images),
+         "--manifest", str(tmp_path / "m.csv"), "--max-side", str(MAX_SIDE), "--contact", CONTACT],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert fake.stalled.wait(30), "the stalled download never started"
+        assert [p for p in images.iterdir() if p.name.endswith(".tmp")]  # half-written right now
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + 15 and "Traceback" not in err
+    assert not list(images.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -262,13 +295,14 @@ def test_ctrl_c_in_cli_exits_130_and_rerun_completes(tmp_path: Path, monkeypatch
         ("html", "answered with an HTML page instead of JSON"),
         ("api_error", 'API error badvalue: Unrecognized value for parameter "gcmtype".'),
         ("missing_field", "lacks a valid 'sha1' field"),
+        ("deep_json", "answered with JSON nested too deeply"),
     ],
 )
 def test_bad_api_answer_is_one_clear_line(fake: FakeCommons, tmp_path: Path, capsys, mode: str, message: str) -> None:
     fake.api_mode = mode
     assert run(fake, tmp_path) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("unetsr.download: error: ") and message in err[-1]
+    assert err[-1].startswith("python -m unetsr.download: error: ") and message in err[-1]
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "m.csv").exists() and not fake.file_requests()
 
@@ -361,28 +395,210 @@ def test_strip_html_and_retry_policy() -> None:
     assert 3 <= parse_retry_after(in_5s, default=0) <= 5
 
 
-def test_manifest_round_trip_is_atomic_and_checked(tmp_path: Path) -> None:
-    row = ManifestRow("File:A, \"quoted\".jpg", "d", "o", "r", 64, 40, 1234, "ab" * 20, "image/jpeg", 32, 20,
-                      "image/jpeg", "CC BY-SA 4.0", "l", "Jane, Doe", "Own work")
-    path = tmp_path / "sub" / "manifest.csv"
-    write_manifest([row, row], path)
-    assert read_manifest(path) == [row, row]
-    assert [p.name for p in path.parent.iterdir()] == ["manifest.csv"]
-    with open(path, newline="", encoding="utf-8") as fh:
-        assert next(csv.reader(fh))[:3] == ["title", "description_url", "original_url"]
-    path.write_text("title,width\nFile:A.jpg,3\n", encoding="utf-8")
-    with pytest.raises(DownloadError, match="--refresh"):
-        read_manifest(path)
-
-
 def test_defaults_and_hosts() -> None:
-    assert download.default_categories() == ["Category:Valued images"] == [download.DEFAULT_CATEGORY]
+    assert categories.default_categories() == ["Category:Valued images"]
     assert download.DEFAULT_OUT == Path("data/valued/images")
     assert download.DEFAULT_MANIFEST == Path("data/valued/manifest.csv")
     # No host is wired into the code except the default --api.
-    for module in (download, commons):
+    for module in (download, commons, http_client, deadline, fetcher, manifest, categories):
         urls = re.findall(r"https?://[^\s\"')]+", Path(module.__file__).read_text(encoding="utf-8"))
         assert set(urls) <= {DEFAULT_API}
-    assert commons.user_agent(CONTACT) == AGENT
+    assert http_client.user_agent(CONTACT) == AGENT
     with pytest.raises(DownloadError):
-        commons.user_agent("evil\r\nX-Injected: 1")
+        http_client.user_agent("evil\r\nX-Injected: 1")
+
+
+# --- hostile servers and hostile places: one line, a non-zero exit, within seconds, nothing left behind ---
+
+
+def error_line(err: str) -> str:
+    """The one error line of a failed run, checked to be the last line and free of tracebacks."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("python -m unetsr.download: error: ")
+    return lines[-1]
+
+
+def test_gzip_bomb_api_reply_is_cut_off_without_being_inflated(fake: FakeCommons, tmp_path: Path, capsys) -> None:
+    fake.api_mode = "gzip_bomb"
+    gzip_bomb(EMPTY_ANSWER)  # built (32 MB inflated) before memory is traced
+    tracemalloc.start()
+    try:
+        code = run(fake, tmp_path, "--dry-run")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 1
+    assert f"sent more than the {LIMITS.api_bytes:,} bytes allowed" in error_line(capsys.readouterr().err)
+    assert peak < 16 << 20, f"{peak / 1e6:.0f} MB held for a reply capped at 1 MB"
+    assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip_headers"])
+def test_dripped_api_reply_ends_at_the_deadline(
+    fake: FakeCommons, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, mode: str
+) -> None:
+    monkeypatch.setattr(http_client, "DEFAULT_LIMITS", dataclasses.replace(LIMITS, seconds=1.0))
+    fake.api_mode = mode
+    start = time.monotonic()
+    code = run(fake, tmp_path, "--dry-run", "--retries", "0")
+    assert code == 1 and time.monotonic() - start < 2.5
+    assert "took longer than 1 s" in error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("endless", "sent more than the"), ("gzip_bomb", "sent more than the"), ("drip", "took longer than")],
+)
+def test_hostile_file_body_fails_that_file_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, how: str, message: str
+) -> None:
+    monkeypatch.setattr(http_client, "DEFAULT_LIMITS", dataclasses.replace(LIMITS, seconds=1.0, min_rate=1e9))
+    server = FakeCommons([f for f in fake_files() if f.name in ("Landscape.jpg", "Small.jpg")],
+                         hostile={"Small.jpg": how}).start()
+    try:
+        start = time.monotonic()
+        assert run(server, tmp_path, "--retries", "0") == 1
+        assert time.monotonic() - start < 4
+    finally:
+        server.stop()
+    out, err = capsys.readouterr()
+    assert re.search(rf"failed: File:Small\.jpg: .*{message}", err) and "Traceback" not in err
+    assert "downloaded 1, skipped 0 already present, failed 1" in out
+    names = [p.name for p in on_disk(tmp_path / "images")]
+    assert names == [file_name("File:Landscape.jpg", "image/jpeg")]  # nothing partial, nothing hidden
+
+
+def test_continue_token_loop_stops_with_a_clear_line(fake: FakeCommons, tmp_path: Path, capsys) -> None:
+    fake.api_mode = "same_continue"
+    assert run(fake, tmp_path, "--dry-run", "--limit", "5") == 1
+    assert "sent the same 'continue' twice" in error_line(capsys.readouterr().err)
+    assert len(fake.api_requests()) == 2 and not (tmp_path / "m.csv").exists()
+    fake.requests.clear()
+    assert run(fake, tmp_path, "--dry-run", "--limit", "3") == 0  # the limit is met before the loop shows
+    assert len(fake.api_requests()) == 1 and len(read_manifest(tmp_path / "m.csv")) == 3
+
+
+FORMULAS = {"artist": '=HYPERLINK("http://evil.invalid","click")', "license": "+cmd|' /C calc'!A0",
+            "credit": "@SUM(1+1)"}
+
+
+def test_manifest_cells_cannot_run_as_spreadsheet_formulas(tmp_path: Path) -> None:
+    files = [FakeFile("Evil.jpg", "image/jpeg", make_image("image/jpeg", (20, 16)), 20, 16, **FORMULAS),
+             FakeFile("Minus.jpg", "image/jpeg", make_image("image/jpeg", (20, 16), 1), 20, 16, artist="-2+3")]
+    server = FakeCommons(files).start()
+    try:
+        assert run(server, tmp_path, "--dry-run") == 0
+    finally:
+        server.stop()
+    with open(tmp_path / "m.csv", newline="", encoding="utf-8") as fh:
+        cells = [cell for record in csv.reader(fh) for cell in record]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    evil, minus = read_manifest(tmp_path / "m.csv")  # read back as Commons gave them
+    assert (evil.author, evil.license, evil.credit) == (FORMULAS["artist"], FORMULAS["license"], FORMULAS["credit"])
+    assert minus.author == "-2+3"
+
+
+def test_gif_rendition_is_skipped_and_never_poisons_the_manifest(tmp_path: Path, capsys) -> None:
+    files = [f for f in fake_files() if f.name in ("Landscape.jpg", "Small.jpg")]
+    files.append(FakeFile("Animated.jpg", "image/jpeg", make_image("image/jpeg", (64, 40), 3), 64, 40,
+                          thumb_mime="image/gif"))
+    server = FakeCommons(files).start()
+    try:
+        assert run(server, tmp_path) == 0
+        out, err = capsys.readouterr()
+        assert "1 skipped (rendition in image/gif 1)" in err and "Traceback" not in err
+        assert "downloaded 2, skipped 0 already present, failed 0" in out
+        assert [r.title for r in read_manifest(tmp_path / "m.csv")] == ["File:Landscape.jpg", "File:Small.jpg"]
+        assert run(server, tmp_path) == 0  # the next run reuses the manifest
+        assert "skipped 2 already present, failed 0" in capsys.readouterr().out
+
+        # A manifest that an older version wrote with the GIF row in it: that row is left out, with a warning.
+        rows = read_manifest(tmp_path / "m.csv")
+        gif = dataclasses.replace(rows[0], title="File:Animated.jpg", download_mime="image/gif")
+        with open(tmp_path / "m.csv", "a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow(dataclasses.astuple(gif))
+        assert run(server, tmp_path) == 0
+        _, err = capsys.readouterr()
+        assert re.search(r"warning: .*m\.csv line 4: 'File:Animated\.jpg' left out: image/gif is not a raster", err)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Path:
+    """A folder in which nothing can be created: mode 0555, or, for root (whom modes do not stop), /sys."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        yield folder
+    else:
+        (folder / "probe").unlink()
+        try:
+            (Path("/sys") / "unetsr-probe").touch()
+        except OSError:
+            yield Path("/sys")
+        else:
+            pytest.skip("no read-only place to test with")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", ["out is a file", "out read-only", "out inside read-only", "manifest read-only",
+                                  "manifest is a folder"])
+def test_unwritable_out_or_manifest_is_one_line_before_any_request(
+    fake: FakeCommons, tmp_path: Path, read_only_dir: Path, capsys, case: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    out, manifest_path = tmp_path / "images", tmp_path / "m.csv"
+    out, manifest_path = {
+        "out is a file": (tmp_path / "a-file", manifest_path),
+        "out read-only": (read_only_dir, manifest_path),
+        "out inside read-only": (read_only_dir / "images", manifest_path),
+        "manifest read-only": (out, read_only_dir / "m.csv"),
+        "manifest is a folder": (out, tmp_path / "a-folder"),
+    }[case]
+    code = main(["--api", fake.api_url, "--out", str(out), "--manifest", str(manifest_path), "--contact", CONTACT])
+    assert code == 1
+    assert re.search(r"is a file|is a folder|cannot (create|write)", error_line(capsys.readouterr().err))
+    assert not fake.requests  # refused before listing
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_categories_file_is_read_from_an_installed_package(tmp_path: Path) -> None:
+    """Built into a wheel as `pip install .` builds it, and imported from the wheel itself (a zip): only a
+    file that ships inside the package and is found through it can be read there."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "unetsr", src / "unetsr", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    (src / "unetsr" / "categories.txt").write_text("# installed copy\nCategory:Installed test\n", encoding="utf-8")
+    build = "from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
+    built = subprocess.run([sys.executable, "-c", f"import sys; {build}", str(tmp_path)], cwd=src,
+                           capture_output=True, text=True, timeout=120, check=True)
+    wheel = tmp_path / built.stdout.split()[-1]
+    code = f"import sys; sys.path.insert(0, {str(wheel)!r}); import unetsr.categories as c; print(c.default_categories())"
+    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "['Category:Installed test']", result.stderr
+
+
+def test_help_is_light_and_named_for_the_console_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = ("import sys; import unetsr.download as d; d.build_parser().format_help(); "
+            "print(sorted(m for m in ('requests', 'urllib3', 'PIL', 'tqdm', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+    assert download.HELP_MAX_WORKERS == fetcher.MAX_WORKERS and download.HELP_RETRIES == RetryPolicy().retries
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/unetsr-download"])
+    assert download.build_parser().prog == "unetsr-download"
+    monkeypatch.setattr(sys, "argv", ["/x/download.py"])
+    assert download.build_parser().prog == "python -m unetsr.download"
+
+
+def test_empty_category_is_warned_about(fake: FakeCommons, tmp_path: Path, capsys) -> None:
+    assert run(fake, tmp_path, "--dry-run", "--category", "Nothing here") == 0
+    assert "warning: Category:Nothing here has no files; check its name" in capsys.readouterr().err
+    assert read_manifest(tmp_path / "m.csv") == []

@@ -1,51 +1,147 @@
+"""`python -m unetsr.evaluate`: each row is computed from what it names, the table alone is on stdout."""
+
+import csv
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from conftest import photo_like
 from unetsr import evaluate
+from unetsr.lowres import make_lr
+from unetsr.model import build_model
+from unetsr.upscaler import Upscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def hr_dir(tmp_path: Path) -> Path:
-    for i in range(2):
-        Image.fromarray((photo_like(64, 80, seed=i) * 255).astype(np.uint8)).save(tmp_path / f"hr{i}.png")
-    return tmp_path
+def psnr_y_by_hand(pred: np.ndarray, target: np.ndarray, shave: int) -> float:
+    """PSNR on BT.601 luma of 8-bit-rounded H×W×3 images, border shaved: the SR papers' recipe, in numpy."""
+    def luma(a: np.ndarray) -> np.ndarray:
+        q = np.round(np.clip(a.astype(np.float64), 0, 1) * 255) / 255
+        y = 16 + 65.481 * q[..., 0] + 128.553 * q[..., 1] + 24.966 * q[..., 2]
+        return y[shave:-shave, shave:-shave]
+    return float(10 * np.log10(255**2 / np.mean((luma(pred) - luma(target)) ** 2)))
 
 
-def test_prints_a_row_per_method_and_lpips_reason(hr_dir: Path, tiny_checkpoint: Path, capsys,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "OSError: offline"))
-    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(hr_dir)]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert set(rows) == {"method", "bilinear", "bicubic", "lanczos", "unetsr"}
-    assert all("n/a" in rows[m] for m in ("bilinear", "unetsr"))
-    assert "LPIPS n/a: OSError: offline" in out and "2 photos, x2" in out
+def hr_and_lr(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The photo as floats and its x2 LR, as the evaluation protocol makes it."""
+    return make_lr(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255, 2)
 
 
-def test_classic_methods_rank_as_expected_on_a_photo_like_image(hr_dir: Path, tiny_checkpoint: Path) -> None:
-    from unetsr.upscaler import Upscaler
-
-    rows = {r.method: r for r in evaluate.evaluate(Upscaler.from_checkpoint(tiny_checkpoint),
-                                                   sorted(hr_dir.glob("*.png")), 2)}
-    assert rows["bicubic"].psnr > rows["bilinear"].psnr
-    assert 0 < rows["bilinear"].ssim < 1 and rows["unetsr"].seconds_per_mp > 0
+def rows_of(model: torch.nn.Module, paths: list[Path], **kwargs) -> dict[str, evaluate.Row]:
+    upscaler = Upscaler(model, device="cpu", precision="fp32")
+    return {r.method: r for r in evaluate.evaluate(upscaler, paths, 2, **kwargs)}
 
 
-def test_lpips_column_is_filled_when_a_metric_is_available(hr_dir: Path, tiny_checkpoint: Path) -> None:
-    from unetsr.upscaler import Upscaler
+def test_the_model_row_is_the_model_and_an_untrained_one_scores_as_bilinear(photo_png: Path, tiny_config,
+                                                                           tiny_model) -> None:
+    hr, lr = hr_and_lr(photo_png)
+    lr_t = torch.from_numpy(lr.transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        direct = tiny_model(lr_t)[0].permute(1, 2, 0).numpy()  # the model itself: no Upscaler, no tiles
+    pil_bilinear = np.asarray(Image.fromarray(np.round(lr * 255).astype(np.uint8)).resize(
+        (hr.shape[1], hr.shape[0]), Image.BILINEAR), dtype=np.float32) / 255
 
+    rows = rows_of(tiny_model, [photo_png])
+    assert list(rows) == ["bilinear", "bicubic", "lanczos", "unetsr"]
+    assert rows["unetsr"].psnr == pytest.approx(psnr_y_by_hand(direct, hr, 2), abs=0.02)
+    assert rows["bilinear"].psnr == pytest.approx(psnr_y_by_hand(pil_bilinear, hr, 2), abs=0.05)
+    assert abs(rows["unetsr"].psnr - rows["bilinear"].psnr) > 0.5  # a trained-like model is not bilinear
+
+    untrained = build_model(tiny_config).eval()  # the tail starts at zero: SR = bilinear base + 0
+    with torch.no_grad():
+        base = F.interpolate(lr_t, scale_factor=2, mode="bilinear", align_corners=False)
+        assert torch.allclose(untrained(lr_t), base, atol=1e-6)
+    plain = rows_of(untrained, [photo_png])
+    assert plain["unetsr"].psnr == pytest.approx(plain["bilinear"].psnr, abs=0.05)
+    assert plain["unetsr"].ssim == pytest.approx(plain["bilinear"].ssim, abs=0.002)
+    assert plain["unetsr"].psnr != pytest.approx(rows["unetsr"].psnr, abs=0.5)
+
+
+def test_classic_methods_rank_as_expected_on_a_photo_like_image(photo_png: Path, tiny_model) -> None:
+    rows = rows_of(tiny_model, [photo_png])
+    assert rows["bicubic"].psnr > rows["bilinear"].psnr and rows["bicubic"].ssim > rows["bilinear"].ssim
+    assert all(0 < r.ssim < 1 and r.seconds_per_mp > 0 and r.lpips is None for r in rows.values())
+
+
+def test_a_16_bit_photo_scores_like_its_8_bit_copy(tmp_path: Path, photo_png: Path, tiny_model) -> None:
+    grey = np.asarray(Image.open(photo_png).convert("L"), dtype=np.float64) / 255
+    grey = np.clip(grey * 0.8 + 0.1 + np.linspace(0, 0.02, grey.shape[1]), 0, 1)  # values off the 8-bit steps
+    deep, flat = tmp_path / "deep.png", tmp_path / "flat.png"
+    Image.fromarray(np.round(grey * 65535).astype(np.uint16)).save(deep)  # mode I;16
+    Image.fromarray(np.round(grey * 255).astype(np.uint8)).save(flat)
+    r16, r8 = rows_of(tiny_model, [deep]), rows_of(tiny_model, [flat])
+    for method in r8:  # a reader that clipped 16-bit values to 255 would see a white image here
+        assert r16[method].psnr == pytest.approx(r8[method].psnr, abs=0.3), method
+        assert r16[method].ssim == pytest.approx(r8[method].ssim, abs=0.01), method
+    assert r8["bicubic"].psnr < 45
+
+
+def test_lpips_column_is_filled_when_a_metric_is_available(photo_png: Path, tiny_model) -> None:
     fake = lambda pred, target: float((pred - target).abs().mean())  # noqa: E731 - a stand-in distance
-    rows = evaluate.evaluate(Upscaler.from_checkpoint(tiny_checkpoint), sorted(hr_dir.glob("*.png")), 2, fake)
+    rows = list(rows_of(tiny_model, [photo_png], lpips_fn=fake).values())
     assert all(r.lpips is not None and r.lpips > 0 for r in rows)
     assert "n/a" not in evaluate.format_table(rows)
+
+
+def test_lpips_loading_prints_nothing_on_stdout(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    lpips = pytest.importorskip("lpips")
+
+    def offline(*args, **kwargs):
+        print('Downloading: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"')
+        raise OSError("no network\nsecond line")
+
+    monkeypatch.setattr(lpips, "LPIPS", offline)
+    fn, note = evaluate.lpips_metric()
+    captured = capsys.readouterr()
+    assert fn is None and note == "OSError: no network"
+    assert captured.out == "" and "Downloading" in captured.err
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json"])
+def test_stdout_holds_the_table_alone(fmt: str, photo_png: Path, tiny_checkpoint: Path, capsys,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "OSError: offline"))
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent),
+                          "--format", fmt]) == 0
+    out, err = capsys.readouterr()
+    if fmt == "json":
+        table = json.loads(out)
+        assert table["photos"] == 1 and table["scale"] == 2 and table["lpips_note"] == "OSError: offline"
+        psnr = {r["method"]: r["psnr"] for r in table["rows"]}
+        assert all(r["lpips"] is None for r in table["rows"])
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        psnr = {r["method"]: float(r["psnr_y_db"]) for r in rows}
+        assert all(r["lpips"] == "" for r in rows)
+    else:
+        lines = out.strip().splitlines()
+        assert lines[0].startswith("| method ") and set(lines[1]) <= set("|-:")
+        assert all(line.startswith("| ") and line.endswith(" |") and "n/a" in line for line in lines[2:])
+        assert len({len(line) for line in lines}) == 1  # aligned columns
+        psnr = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[2:]}
+    assert list(psnr) == ["bilinear", "bicubic", "lanczos", "unetsr"]
+    assert psnr["bicubic"] > psnr["bilinear"] > 15
+    assert "LPIPS n/a: OSError: offline\n" in err and "1 photo, x2" in err and "evaluating" in err
+
+
+def test_an_unreadable_photo_is_skipped_with_one_line_and_exit_1(photo_png: Path, tiny_checkpoint: Path,
+                                                                capsys) -> None:
+    (photo_png.parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--no-lpips",
+                          "--quiet", "--format", "csv"]) == 1
+    out, err = capsys.readouterr()
+    assert [r["method"] for r in csv.DictReader(io.StringIO(out))] == ["bilinear", "bicubic", "lanczos", "unetsr"]
+    skipped = [line for line in err.splitlines() if "skipped:" in line]
+    assert len(skipped) == 1 and "broken.png" in skipped[0]
+    assert "1 photo (1 skipped), x2" in err and "evaluating" not in err
 
 
 def test_bad_checkpoint_or_empty_folder_is_one_line(tmp_path: Path) -> None:
@@ -53,5 +149,28 @@ def test_bad_checkpoint_or_empty_folder_is_one_line(tmp_path: Path) -> None:
     bad.write_text("no")
     proc = subprocess.run([sys.executable, "-m", "unetsr.evaluate", "--checkpoint", str(bad), "--hr", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("unetsr.evaluate: error: checkpoint")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("unetsr.evaluate: error: checkpoint") and proc.stderr.count("\n") == 1
+    assert evaluate.main(["--hr", str(tmp_path / "nothing-here")]) == 1
+
+
+def test_help_imports_no_torch_and_shows_defaults() -> None:
+    code = ("import sys; from unetsr import evaluate; text = evaluate.build_parser().format_help(); "
+            "print('torch' in sys.modules, 'lpips' in sys.modules); print(text)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    first, text = proc.stdout.split("\n", 1)
+    assert first == "False False", proc.stderr
+    assert text.startswith("usage: python -m unetsr.evaluate ")
+    assert "(default: 512)" in " ".join(text.split()) and "(default: md)" in text
+
+
+def test_the_console_script_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/unetsr-evaluate", "--help"])
+    assert evaluate.build_parser().prog == "unetsr-evaluate"
+
+
+@pytest.mark.parametrize("bad", [["--tile", "-1"], ["--limit", "0"], ["--scale", "1"], ["--format", "xml"]])
+def test_bad_numbers_are_refused_by_argparse(bad: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--hr", ".", *bad])
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from unetsr.checkpoint import load_checkpoint, save_checkpoint, sha256_of
+from unetsr import export
+from unetsr.checkpoint import load_checkpoint, save_checkpoint
 from unetsr.errors import UnetsrError
-from unetsr.export import export_checkpoint, main, parse_meta
+from unetsr.export import check_images, export_checkpoint, main, parse_meta
+from unetsr.fileio import sha256_of
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -30,13 +38,35 @@ def test_half_export_is_smaller_without_training_state_and_within_tolerance(trai
     x = torch.rand(1, 3, 24, 24)
     with torch.no_grad():
         assert (loaded.model(x) - tiny_model(x)).abs().max().item() <= 1 / 255
-    assert not list(tmp_path.glob(".*export*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "release.pt"]  # no temporary files left
 
 
 def test_export_refuses_outputs_that_move_too_far(training_checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(UnetsrError, match="differ by"):
+    with pytest.raises(UnetsrError, match="differ by") as caught:
         export_checkpoint(training_checkpoint, tmp_path / "release.pt", tolerance=1e-12)
+    assert "--full" in str(caught.value) and "--half" not in str(caught.value)  # a flag that exists
     assert list(tmp_path.iterdir()) == [training_checkpoint]
+
+
+def test_export_never_replaces_its_input_or_an_existing_file_unasked(training_checkpoint: Path,
+                                                                      tmp_path: Path) -> None:
+    before = training_checkpoint.read_bytes()
+    with pytest.raises(UnetsrError, match="being exported"):
+        export_checkpoint(training_checkpoint, training_checkpoint, overwrite=True)
+    existing = tmp_path / "release.pt"
+    existing.write_bytes(b"an earlier release")
+    with pytest.raises(UnetsrError, match="--overwrite"):
+        export_checkpoint(training_checkpoint, existing)
+    assert existing.read_bytes() == b"an earlier release" and training_checkpoint.read_bytes() == before
+    assert load_checkpoint(export_checkpoint(training_checkpoint, existing, overwrite=True).path).train_state is None
+
+
+def test_the_check_uses_the_lr_of_each_photo_read_at_full_depth(tmp_path: Path) -> None:
+    grey16 = tmp_path / "grey16.png"
+    Image.fromarray(np.full((20, 30), 1000, dtype=np.uint16)).save(grey16)  # 16-bit grey: 1000/65535 = 3.9/255
+    (lr,) = check_images([grey16], scale=2)
+    assert lr.shape == (10, 15, 3)  # the LR the model would be given, as evaluation makes it
+    assert np.allclose(lr, 4 / 255)  # not clipped to white as an 8-bit RGB conversion did
 
 
 def test_cli_prints_sha256_and_rejects_a_missing_checkpoint(training_checkpoint: Path, tmp_path: Path,
@@ -48,6 +78,19 @@ def test_cli_prints_sha256_and_rejects_a_missing_checkpoint(training_checkpoint:
     assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file" in err and not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as caught:
+        main([str(training_checkpoint), str(tmp_path / "y.pt"), "--tolerance", "-1"])
+    assert caught.value.code == 2 and "--tolerance" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch_and_names_the_console_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = "import sys, unetsr.export; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "unetsr.export", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m unetsr.export")
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/unetsr-export"])
+    assert export.build_parser().prog == "unetsr-export"
 
 
 def test_parse_meta_reads_json_values_and_rejects_bare_words() -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import struct
+import subprocess
+import sys
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -678,3 +683,108 @@ def test_is_image_path() -> None:
     assert images.is_image_path("holiday/IMG_0001.JPG")
     assert images.is_image_path(Path("scan.tiff"))
     assert not images.is_image_path("notes.txt")
+
+
+# --- hostile files -------------------------------------------------------------------------------------------
+
+
+def tiff_exif(entries: list[tuple[int, int, int, bytes]], order: str = "<") -> bytes:
+    """An EXIF block made by hand: IFD0 with (tag, type, count, 4-byte value field) entries."""
+    ifd = struct.pack(order + "H", len(entries))
+    ifd += b"".join(struct.pack(order + "HHI", tag, kind, count) + value for tag, kind, count, value in entries)
+    return b"Exif\x00\x00" + (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8) + ifd + bytes(4)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_orientation_stored_as_long_is_applied_and_reset(tmp_path: Path, order: str) -> None:
+    exif = tiff_exif([(MAKE, 2, 4, b"cam\x00"), (ORIENTATION, 4, 1, struct.pack(order + "I", 6))], order)  # LONG
+    source = tmp_path / "long.jpg"
+    Image.fromarray(rgb8(8, 16)).save(source, exif=exif, quality=95)
+
+    picture = read_image(source)
+    out = Image.open(write_image(tmp_path / "out.png", picture))
+
+    assert picture.rgb.shape == (16, 8, 3)  # turned upright
+    assert out.getexif()[ORIENTATION] == 1  # so a viewer must not turn it again
+    assert out.getexif()[MAKE] == "cam"
+
+
+def test_damaged_exif_becomes_a_note_not_a_warning(tmp_path: Path) -> None:
+    source = tmp_path / "damaged.jpg"
+    damaged = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00"  # IFD0 promises 5 entries and holds none
+    Image.fromarray(rgb8(4, 4)).save(source, exif=damaged)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        picture = read_image(source)
+
+    assert picture.rgb.shape == (4, 4, 3)
+    assert len(picture.notes) == 1 and picture.notes[0].startswith("Corrupt EXIF data")
+
+
+def test_nan_in_a_float_tiff_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "nan.tif"
+    Image.frombytes("F", (3, 1), np.array([0.25, np.nan, np.inf], np.float32).tobytes()).save(source)
+
+    with pytest.raises(ImageError, match="NaN or infinite") as error:
+        read_image(source)
+    assert_one_line_naming(error, source)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png", ".tif"])
+def test_animations_and_multi_page_files_are_refused(tmp_path: Path, suffix: str) -> None:
+    source = tmp_path / f"frames{suffix}"
+    frames = [Image.fromarray(rgb8(6, 6, seed)) for seed in range(3)]
+    frames[0].save(source, save_all=True, append_images=frames[1:])
+
+    with pytest.raises(ImageError, match="has 3 frames") as error:
+        read_image(source)
+    assert_one_line_naming(error, source)
+
+
+def test_a_camera_jpeg_with_a_preview_is_not_an_animation(tmp_path: Path) -> None:
+    source = tmp_path / "camera.jpg"
+    Image.fromarray(rgb8(8, 8)).save(source, format="MPO", save_all=True, append_images=[Image.new("RGB", (2, 2))])
+    assert Image.open(source).format == "MPO"
+
+    assert read_image(source).rgb.shape == (8, 8, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+
+    def unblock() -> None:  # should read_image open it after all, end it rather than hang the test
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+    timer = threading.Timer(15, unblock)
+    timer.start()
+    try:
+        with pytest.raises(ImageError, match=r"not a regular file \(a FIFO\)") as error:
+            read_image(fifo)
+    finally:
+        timer.cancel()
+    assert_one_line_naming(error, fifo)
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    script = """if True:
+        import os, signal, sys, time
+        import numpy as np
+        from PIL import Image
+        from unetsr.images import Picture, write_image
+        def save(self, fp, *args, **kwargs):
+            fp.write(b"half an image")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        Image.Image.save = save
+        write_image(sys.argv[1], Picture(np.zeros((4, 4, 3), np.float32), None, 8, False, None, None))
+    """
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.png")], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode in (143, -signal.SIGTERM), proc.stderr
+    assert list(tmp_path.iterdir()) == []

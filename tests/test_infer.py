@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import png
 import pytest
+import torch
 from PIL import Image
 
 from conftest import photo_like
 from unetsr import checkpoint as checkpoint_module
+from unetsr.checkpoint import save_checkpoint
 from unetsr.images import read_image
-from unetsr.infer import (Source, collect_inputs, format_scale, glob_root, is_own_output, main, output_is_file,
-                          output_path, output_suffix, plan_jobs)
+from unetsr.infer import build_parser, main, upscaler_options
 from unetsr.upscaler import Upscaler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,58 +63,6 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.float32)
 
 
-# --- pure helpers --------------------------------------------------------------------------------------------
-
-
-def test_output_names_use_scale_and_format() -> None:
-    assert format_scale(2.0) == "2"
-    assert format_scale(1.5) == "1.5"
-    assert format_scale(4 / 3) == "1.333333"
-    assert output_suffix(2.0, None) == "_x2.png"
-    assert output_suffix(1.5, "jpg") == "_x1.5.jpg"
-    assert output_suffix(3.0, "webp") == "_x3.webp"
-    assert is_own_output("holiday_X2.PNG", "_x2.png")
-    assert not is_own_output("holiday_x2.png", "_x3.png")
-    assert not is_own_output("_x2.png", "_x2.png")  # nothing before the suffix: not an output of ours
-    assert output_path(Source(Path("a/b/photo.jpg"), Path("photo.jpg")), "_x2.png") == Path("a/b/photo_x2.png")
-    assert output_path(Source(Path("in/s/p.jpg"), Path("s/p.jpg")), "_x2.png", Path("out")) == Path("out/s/p_x2.png")
-    assert output_path(Source(Path("p.jpg"), Path("p.jpg")), "_x2.png", Path("r.png"), True) == Path("r.png")
-    assert glob_root("photos/**/*.png") == Path("photos")
-    assert glob_root("*.png") == Path(".")
-
-
-def test_output_is_file_only_for_one_named_file(tmp_path: Path) -> None:
-    a, b = save_photo(tmp_path / "a.png"), save_photo(tmp_path / "b.png")
-    assert output_is_file(str(tmp_path / "r.png"), [str(a)])
-    assert output_is_file(str(tmp_path / "r.png"), [str(a), str(a)])  # the same file twice is one file
-    assert not output_is_file(str(tmp_path / "r.png"), [str(a), str(b)])
-    assert not output_is_file(str(tmp_path / "out") + "/", [str(a)])
-    assert not output_is_file(str(tmp_path), [str(a)])  # an existing folder
-    assert not output_is_file(str(tmp_path / "r.png"), [str(tmp_path)])  # a folder input
-    assert not output_is_file(str(tmp_path / "r.png"), [str(tmp_path / "a*.png")])  # a pattern
-
-
-def test_plan_refuses_inputs_and_conflicts(tmp_path: Path) -> None:
-    sources = [Source(tmp_path / n, Path(n)) for n in ("a.png", "a.jpg", "b.png", "b_x2.png")]
-    jobs = plan_jobs(sources, lambda s: output_path(s, "_x2.png"))
-    assert jobs[0].refusal is None and jobs[0].dest == tmp_path / "a_x2.png"
-    assert "conflicts with the output of" in jobs[1].refusal  # a.jpg -> a_x2.png as well
-    assert "also an input" in jobs[2].refusal  # b.png -> b_x2.png, which is an input
-    assert jobs[3].refusal is None and jobs[3].dest == tmp_path / "b_x2_x2.png"
-    (job,) = plan_jobs(sources[:1], lambda s: s.path)
-    assert "the input itself" in job.refusal
-
-
-def test_collect_dedupes_and_reports_missing(tmp_path: Path) -> None:
-    a = save_photo(tmp_path / "a.png")
-    (tmp_path / "empty").mkdir()
-    sources, problems = collect_inputs([str(a), str(tmp_path / "." / "a.png"), str(tmp_path / "nope.png"),
-                                        str(tmp_path / "empty"), str(tmp_path / "z*.png")], False, "_x2.png")
-    assert [s.path for s in sources] == [a]
-    assert [p.reason.split()[0] for p in problems] == ["no", "no", "no"]
-    assert [p.name for p in problems] == [str(tmp_path / n) for n in ("nope.png", "empty", "z*.png")]
-
-
 # --- outputs: names, sizes, places ---------------------------------------------------------------------------
 
 
@@ -132,13 +84,17 @@ def test_scale_gives_exact_size(capsys, photo_png: Path, tiny_checkpoint: Path, 
 
 
 @pytest.mark.parametrize("argv", [["--scale", "1"], ["--scale", "0.5"], ["--scale", "abc"], ["--scale", "nan"],
-                                  ["--scale", "inf"], ["--tile", "-1"], ["--quality", "0"], ["--format", "gif"],
-                                  ["--max-pixels", "0"], ["-o", "out.png", "--format", "jpg"], ["-o", "out.tif"]])
+                                  ["--scale", "inf"], ["--scale", "1e308"], ["--scale", "1e150"], ["--scale", "16.5"],
+                                  ["--tile", "-1"], ["--quality", "0"], ["--quality", "101"], ["--format", "gif"],
+                                  ["--max-pixels", "0"], ["--max-pixels", "1e308"], ["--precision", "fp8"],
+                                  ["--half", "--precision", "bf16"], ["-o", "out.png", "--format", "jpg"],
+                                  ["-o", "out.tif"]])
 def test_bad_arguments_are_usage_errors(capsys, photo_png: Path, tiny_checkpoint: Path, argv) -> None:
     with pytest.raises(SystemExit) as exc:
         main([str(photo_png), "--checkpoint", str(tiny_checkpoint), *argv])
     assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error:" in error and len(error) < 200  # no 300-digit number
     assert sorted(p.name for p in photo_png.parent.iterdir()) == ["photo.png"]
 
 
@@ -225,9 +181,11 @@ def test_existing_output_is_kept_unless_overwrite(capsys, photo_png: Path, tiny_
     result = photo_png.with_name("photo_x2.png")
     result.write_bytes(b"precious")
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
-    assert code == 1
+    assert code == 0, err  # a rerun: skipping what is done already is not a failure
     assert result.read_bytes() == b"precious"
-    assert len(problem_lines(err)) == 1 and "already exists" in err and "--overwrite" in err
+    (line,) = problem_lines(err)
+    assert line.startswith("unetsr.infer: skipped ") and "already exists" in line and "--overwrite" in line
+    assert "upscaled 0, failed 0, skipped 1" in err
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--overwrite")
     assert code == 0, err
     assert size_of(result) == (112, 80)
@@ -436,12 +394,17 @@ def _cli(*argv, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 def test_command_mixed_good_and_bad_files(tmp_path: Path, photo_png: Path, tiny_checkpoint: Path) -> None:
     bad = _not_image(tmp_path)
-    proc = _cli(photo_png, bad, tmp_path / "missing.png", "--checkpoint", tiny_checkpoint, "--device", "cpu", "--half")
+    damaged = tmp_path / "damaged_exif.jpg"  # IFD0 promises 5 entries and holds none: Pillow warns
+    Image.new("RGB", (8, 8)).save(damaged, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00")
+    proc = _cli(photo_png, bad, tmp_path / "missing.png", damaged, "--checkpoint", tiny_checkpoint,
+                "--device", "cpu", "--half")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
     assert "--half is ignored" in proc.stderr
     assert len(problem_lines(proc.stderr)) == 2
-    assert "upscaled 1, failed 2, skipped 0" in proc.stderr
+    (warning,) = [line for line in proc.stderr.splitlines() if "Corrupt EXIF" in line]
+    assert warning.startswith(f"unetsr.infer: warning: {damaged}: Corrupt EXIF data")
+    assert "upscaled 2, failed 2, skipped 0" in proc.stderr
     assert "photo.png -> " in proc.stdout
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
 
@@ -456,10 +419,146 @@ def test_command_bad_checkpoint_and_bad_scale(tmp_path: Path, photo_png: Path, t
     assert not photo_png.with_name("photo_x2.png").exists() and not photo_png.with_name("photo_x1.png").exists()
 
 
-def test_an_output_over_the_size_limit_is_refused_in_one_line(tiny_checkpoint, photo_png, capsys) -> None:
-    from unetsr import infer
+def test_an_output_over_the_size_limit_is_refused_in_one_line(tiny_checkpoint, tmp_path: Path, capsys) -> None:
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1300, 1300), (90, 120, 150)).save(big)  # x16: 433 MP
+    code, _, err = run(capsys, big, "--checkpoint", tiny_checkpoint, "--scale", "16", "--quiet")
+    assert code == 1
+    (line,) = problem_lines(err)
+    assert "output would be 433 MP" in line and "output limit" in line
+    assert not list(tmp_path.glob("*_x16*"))
 
-    code = infer.main([str(photo_png), "--checkpoint", str(tiny_checkpoint), "--scale", "500", "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 1 and "output limit" in err and "Traceback" not in err
-    assert not list(photo_png.parent.glob("*_x500*"))
+
+def test_the_size_limit_covers_the_largest_intermediate(capsys, monkeypatch, photo_png: Path,
+                                                        tiny_checkpoint: Path) -> None:
+    """Several passes, then a downsizing resize: the biggest image computed can be larger than the output."""
+    monkeypatch.setattr(Upscaler, "intermediate_size", lambda self, h, w, s=None: (h * 512, w * 512), raising=False)
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--scale", "3")
+    assert code == 1
+    (line,) = problem_lines(err)
+    assert "intermediate image" in line and "400 MP" in line
+    assert not photo_png.with_name("photo_x3.png").exists()
+
+
+# --- hostile inputs: one line each, never a hang, never a silently wrong output ---------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_are_reported_and_never_opened(capsys, tmp_path: Path, tiny_checkpoint) -> None:
+    folder = tmp_path / "photos"
+    photo = save_photo(folder / "photo.png", 16, 16)
+    named, found = tmp_path / "named.png", folder / "found.png"
+    os.mkfifo(named)
+    os.mkfifo(found)
+
+    def unblock() -> None:  # should infer open a FIFO after all, give it an end instead of hanging the test
+        for fifo in (named, found):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # nobody is reading it: as it should be
+
+    timer = threading.Timer(15, unblock)
+    timer.start()
+    try:
+        code, _, err = run(capsys, named, folder, "--checkpoint", tiny_checkpoint)
+    finally:
+        timer.cancel()
+    assert code == 1
+    lines = problem_lines(err)
+    assert len(lines) == 2 and all("not a regular file (a FIFO)" in line for line in lines)
+    assert size_of(photo.with_name("photo_x2.png")) == (32, 32)
+
+
+def test_control_characters_in_names_keep_messages_on_one_line(capsys, tmp_path: Path, tiny_checkpoint) -> None:
+    good = save_photo(tmp_path / "good\nphoto.png", 16, 16)
+    bad = tmp_path / "bad\rname\x1b.png"
+    bad.write_text("not an image")
+    code, out, err = run(capsys, good, bad, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    (line,) = problem_lines(err)
+    assert "bad\\rname\\x1b.png" in line and "not an image" in line
+    assert len(out.splitlines()) == 1 and "good\\nphoto.png -> " in out
+    assert (tmp_path / "good\nphoto_x2.png").exists()
+
+
+def test_a_file_and_a_link_to_it_get_an_output_each(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "photos"
+    save_photo(folder / "a.png", 16, 16)
+    (folder / "b.png").symlink_to(folder / "a.png")
+    code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint, "--quiet")
+    assert code == 0, err
+    assert size_of(folder / "a_x2.png") == size_of(folder / "b_x2.png") == (32, 32)
+
+
+def test_nan_float_image_is_a_failed_file_not_a_black_output(capsys, tmp_path: Path, photo_png: Path,
+                                                             tiny_checkpoint) -> None:
+    nan = tmp_path / "nan.tif"
+    Image.frombytes("F", (8, 4), np.where(np.arange(32) == 5, np.nan, 0.5).astype(np.float32).tobytes()).save(nan)
+    code, _, err = run(capsys, nan, photo_png, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    (line,) = problem_lines(err)
+    assert "nan.tif" in line and "NaN" in line
+    assert not (tmp_path / "nan_x2.png").exists() and photo_png.with_name("photo_x2.png").exists()
+
+
+def test_nan_weights_fail_the_file_instead_of_writing_black(capsys, tmp_path: Path, photo_png: Path,
+                                                            tiny_model) -> None:
+    broken = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        next(p for p in broken.parameters() if p.requires_grad).view(-1)[0] = float("nan")
+    ckpt = save_checkpoint(tmp_path / "nan.pt", broken, {"backbone": "random", "steps": 0})
+    code, out, err = run(capsys, photo_png, "--checkpoint", ckpt)
+    assert code == 1
+    assert out == "" and all(line.startswith("unetsr.infer: ") for line in err.splitlines())
+    assert not photo_png.with_name("photo_x2.png").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png", ".tif"])
+def test_animations_and_multi_page_files_are_refused(capsys, tmp_path: Path, tiny_checkpoint, suffix) -> None:
+    source = tmp_path / f"moving{suffix}"
+    frames = [Image.new("RGB", (8, 8), (60 * i, 90, 120)) for i in range(3)]
+    frames[0].save(source, save_all=True, append_images=frames[1:])
+    code, _, err = run(capsys, source, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    (line,) = problem_lines(err)
+    assert "has 3 frames" in line
+    assert not list(tmp_path.glob("moving_x2*"))
+
+
+def test_precision_reaches_the_upscaler_when_it_takes_one(capsys, photo_png: Path, tiny_checkpoint) -> None:
+    class Old:
+        def __init__(self, model, device="auto", half=False, tile=None, tile_overlap=32) -> None: ...
+
+    class New:
+        def __init__(self, model, device="auto", precision="auto", half=False, tile=None, tile_overlap=32) -> None: ...
+
+    assert "precision" not in upscaler_options(Old, "cpu", False, "bf16", 0, 32)
+    assert upscaler_options(New, "cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
+                                                                 "tile_overlap": 8, "precision": "bf16"}
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
+    assert code == 0, err
+    assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
+
+
+def test_console_script_names_itself(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/unetsr-infer"])
+    assert build_parser().prog == "unetsr-infer"
+    code, _, err = run(capsys, tmp_path / "missing.png", "--checkpoint", tmp_path / "missing.pt")
+    assert code == 1 and err.startswith("unetsr-infer: error: ")
+    monkeypatch.setattr(sys, "argv", ["/x/unetsr/infer.py"])
+    assert build_parser().prog == "python -m unetsr.infer"
+
+
+def test_python_warnings_become_one_line_each(capsys, monkeypatch, photo_png: Path, tiny_checkpoint) -> None:
+    real = Upscaler.upscale_array
+
+    def warn_then_upscale(self, *args, **kwargs):
+        warnings.warn("something odd\nwith a second line", UserWarning)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Upscaler, "upscale_array", warn_then_upscale)
+    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "odd" in line] == ["unetsr.infer: warning: something odd"]
+    assert "second line" not in err and "UserWarning" not in err

@@ -14,10 +14,27 @@ def test_output_shape_for_each_scale(scale: int, depth: int) -> None:
     assert model(x).shape == (2, 3, 21 * scale, 34 * scale)
 
 
-def test_default_model_has_about_a_million_trainable_parameters() -> None:
-    trainable, frozen = count_parameters(build_model(ModelConfig(backbone="random")))
-    assert 0.7e6 < trainable < 1.3e6
+def expected_trainable(cfg: ModelConfig) -> int:
+    """The decoder's parameter count worked out by hand from the architecture in the README."""
+    conv = lambda cin, cout, k: cin * cout * k * k + cout  # noqa: E731
+    w, b, taps = cfg.widths, cfg.blocks, (64, 64, 128, 256)
+    total = conv(3, w[0], 3) + b[0] * cfg.block_convs * conv(w[0], w[0], 3) + conv(w[0], 3 * cfg.scale**2, 3)
+    for i in range(3):  # encoder depth 6: taps at strides 2, 4, 8
+        total += conv(taps[i], w[i + 1], 1) + b[i + 1] * cfg.block_convs * conv(w[i + 1], w[i + 1], 3)
+        total += conv(w[i + 1], w[i], 1)
+    return total
+
+
+@pytest.mark.parametrize("convs", [2, 3])
+def test_parameter_counts_match_the_architecture(convs: int) -> None:
+    cfg = ModelConfig(backbone="random", block_convs=convs)
+    trainable, frozen = count_parameters(build_model(cfg))
+    assert trainable == expected_trainable(cfg)
     assert frozen == 683_072  # conv1, bn1, layer1, layer2 of ResNet18
+
+
+def test_default_model_parameter_count() -> None:
+    assert count_parameters(build_model(ModelConfig(backbone="random")))[0] == 1_184_076
 
 
 def test_zero_initialised_tail_gives_exact_bilinear(tiny_config: ModelConfig) -> None:
@@ -67,6 +84,10 @@ def test_config_rejects_bad_values_and_round_trips() -> None:
         ModelConfig(scale=5)
     with pytest.raises(ValueError):
         ModelConfig(encoder_depth=4)
+    with pytest.raises(ValueError):
+        ModelConfig(widths=(0, 0, 0, 0, 0))
+    with pytest.raises(ValueError):
+        ModelConfig(block_convs=4)
     cfg = ModelConfig(scale=3, widths=(1, 2, 3, 4, 5), backbone="random")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     assert isinstance(UNetSR(cfg).config.widths, tuple)

@@ -55,6 +55,24 @@ def _output_text(nb) -> str:
     return "".join(parts)
 
 
+def _photos(folder: Path, count: int, seed: int) -> None:
+    """`count` 320×240 photo-like PNGs: a gradient, a few shapes, noise."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        ramp = np.linspace(0, 1, 320)[None, :, None] * rng.uniform(60, 200, 3) + rng.uniform(0, 50, 3)
+        image = Image.fromarray(np.broadcast_to(ramp, (240, 320, 3)).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(12):
+            x, y = (int(v) for v in rng.integers(0, 300, 2))
+            draw.ellipse([x, y, x + 40, y + 25], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 4, (240, 320, 3))
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(folder / f"photo_{i}.png")
+
+
 def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     pytest.importorskip("ipykernel")
     nbformat = pytest.importorskip("nbformat")
@@ -63,12 +81,13 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    work, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    work, scratch, photos = tmp_path / "cwd", tmp_path / "tmp", tmp_path / "photos"
     work.mkdir()
     scratch.mkdir()
-    # Quick mode; no photos, so the synthetic ones; the notebook's temporary files under tmp_path.
-    env = {"UNETSR_QUICK": "1", "UNETSR_PHOTOS": str(tmp_path / "no-photos-here"), "PYTHONPATH": pythonpath,
-           "TMPDIR": str(scratch)}
+    _photos(photos / "train", 6, seed=0)
+    _photos(photos / "val", 3, seed=1)
+    # Quick mode on a folder of photos (as with ../shared/photos); the notebook's temporary files under tmp_path.
+    env = {"UNETSR_QUICK": "1", "UNETSR_PHOTOS": str(photos), "PYTHONPATH": pythonpath, "TMPDIR": str(scratch)}
     client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path, env), timeout=600,
                                      resources={"metadata": {"path": str(work)}})
     start = time.perf_counter()
@@ -82,8 +101,12 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     # The kernel ran this interpreter, in quick mode, on the synthetic images.
     assert f"python {sys.executable}\n" in text
     assert "mode: QUICK" in text
-    assert "synthetic photo-like images" in text
     assert f"files in {scratch}" in text
+    # Quick mode takes 4 of the 9 photos, shrunk, and removes its temporary folder at the end.
+    assert f"photos: 4 of those in {photos}, at most 256 px" in text
+    assert "3 training and 1 validation images" in text
+    assert "validation: 4 crops of 192 px" in text  # 256×192 copies: the crops are the whole short side
+    assert not list(scratch.glob("unetsr-notebook-*")), "the notebook left its temporary folder behind"
 
     # Parameter counts: the frozen part is exactly ResNet18's conv1, bn1, layer1 and layer2.
     m = re.search(r"parameters: ([\d,]+) trainable, ([\d,]+) frozen", text)
@@ -98,16 +121,24 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     for key in ("feat3", "feat6", "l1"):
         assert f"{key} grows with blur: True" in text
 
-    m = re.search(r"training loss: mean of first \d+ steps ([\d.]+) -> mean of last \d+ steps ([\d.]+)", text)
+    m = re.search(r"loss on 16 fixed training crops: untrained \(bilinear\) ([\d.]+) -> after 40 steps ([\d.]+)", text)
     assert m, text
-    first, last = map(float, m.groups())
-    assert last < first
+    before, after = map(float, m.groups())
+    assert after < before
 
-    assert re.search(r"Results below use the (shipped model|model trained above)", text)
+    lines = [line for line in text.splitlines() if line.startswith("Results below use the ")]
+    assert len(lines) == 1 and len(lines[0]) < 300, lines  # a short description, not the metadata dict
+    which = "the shipped model" if "shipped model" in lines[0] else "the model trained above"
     m = re.search(r"mean PSNR-Y over \d+ validation crops: bilinear ([\d.]+) dB, bicubic ([\d.]+) dB, "
                   r"model ([\d.]+) dB", text)
     assert m, text
     assert all(15 < float(v) < 60 for v in m.groups())
+    bicubic, model = float(m.group(2)), float(m.group(3))
+    # The sentence about the results names the model they came from and agrees with the numbers.
+    m = re.search(rf"{which} is ([\d.]+) dB (above|below) bicubic on these crops", text)
+    assert m, text
+    assert float(m.group(1)) == pytest.approx(abs(model - bicubic), abs=0.02)
+    assert m.group(2) == ("above" if model >= bicubic else "below")
 
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(figures) >= 3

@@ -10,13 +10,19 @@ import torch
 from PIL import Image
 
 from conftest import photo_like
-from unetsr import train as train_module
-from unetsr.checkpoint import load_checkpoint
+from unetsr import training as training_module
+from unetsr.checkpoint import load_checkpoint, save_checkpoint
 from unetsr.config import ModelConfig
-from unetsr.train import TrainConfig, train
+from unetsr.errors import UnetsrError
+from unetsr.precision import cpu_has_bf16
+from unetsr.recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
+from unetsr.train import main, parse_args
+from unetsr.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), backbone="random")
+TINY_FLAGS = ["--backbone", "random", "--widths", "8", "8", "8", "8", "8", "--blocks", "1", "1", "1", "1", "1",
+              "--crop", "32", "--batch", "2", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_config(photos: Path, out: Path, steps: int, **kw) -> TrainConfig:
     base = dict(data=(str(photos),), val=(str(photos),), out=str(out), steps=steps, batch=4, crop=32,
-                min_crop=32, lr=2e-3, warmup=2, workers=0, val_every=10, ckpt_every=5, log_every=1)
+                lr=2e-3, warmup=2, workers=0, val_every=10, ckpt_every=5, log_every=1, precision="fp32")
     return TrainConfig(**{**base, **kw})
 
 
@@ -37,13 +43,15 @@ def read_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_a_few_dozen_steps_lower_the_loss(photos: Path, tmp_path: Path) -> None:
-    best = train(run_config(photos, tmp_path, 40, w_l1=1.0), TINY)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_few_dozen_steps_lower_the_loss(photos: Path, tmp_path: Path, precision: str) -> None:
+    summary = train(run_config(photos, tmp_path, 40, precision=precision, lr=5e-3), TINY)
     losses = [r["loss"] for r in read_log(tmp_path) if "loss" in r]
     assert len(losses) == 40
     assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8])
-    ckpt = load_checkpoint(best)
-    assert ckpt.meta["steps"] > 0 and "val_psnr" in ckpt.meta
+    ckpt = load_checkpoint(summary.best)
+    assert ckpt.meta["steps"] > 0 and "val_psnr" in ckpt.meta and ckpt.meta["precision"] == precision
+    assert summary.val["psnr"] == max(r["val_psnr"] for r in read_log(tmp_path) if "val_psnr" in r)
     assert any("val_bicubic_psnr" in r for r in read_log(tmp_path))
 
 
@@ -52,7 +60,7 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(photos: Path, tmp_
     whole = tmp_path / "whole"
     train(run_config(photos, whole, 10), TINY)
 
-    real_save = train_module.save_checkpoint
+    real_save = training_module.save_checkpoint
 
     def save_then_die(path, model, meta=None, train_state=None, half=False):
         real_save(path, model, meta, train_state, half)
@@ -60,12 +68,12 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(photos: Path, tmp_
             raise KeyboardInterrupt
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training_module, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(run_config(photos, killed, 10), TINY)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(training_module, "save_checkpoint", real_save)
     first_leg = load_checkpoint(killed / "last.pt")
-    assert first_leg.train_state["step"] == 5
+    assert first_leg.train_state["step"] == 5 and "scaler" in first_leg.train_state
     # pretend the first leg took 1000 s: the resumed run's wall time must add to it, not restart from zero
     real_save(killed / "last.pt", first_leg.model, first_leg.meta, {**first_leg.train_state, "train_seconds": 1000.0})
     train(run_config(photos, killed, 10), TINY, resume=True)
@@ -77,21 +85,116 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(photos: Path, tmp_
     assert not torch.equal(a["tail.weight"], torch.zeros_like(a["tail.weight"]))
 
 
-def test_cli_reports_a_missing_data_folder_in_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "unetsr.train", "--data", str(tmp_path / "none"),
-                           "--out", str(tmp_path / "run"), "--backbone", "random", "--steps", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr and "not a folder of images" in proc.stderr
+def test_a_finished_run_is_never_replaced_without_resume(photos: Path, tmp_path: Path) -> None:
+    train(run_config(photos, tmp_path, 2, val=()), TINY)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(UnetsrError, match="already holds a run"):
+        train(run_config(photos, tmp_path, 2, val=()), TINY)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_resume_refuses_a_checkpoint_without_training_state_and_conflicting_settings(photos: Path,
+                                                                                      tmp_path: Path) -> None:
+    train(run_config(photos, tmp_path / "a", 2, val=()), TINY)
+    ckpt = load_checkpoint(tmp_path / "a" / "last.pt")
+    save_checkpoint(tmp_path / "b" / "last.pt", ckpt.model, ckpt.meta)
+    with pytest.raises(UnetsrError, match="no training state"):
+        train(run_config(photos, tmp_path / "b", 4, val=()), TINY, resume=True)
+    with pytest.raises(UnetsrError, match="crop 32 \\(asked 48\\)"):
+        train(run_config(photos, tmp_path / "a", 4, val=(), crop=48), TINY, resume=True)
+    wider = ModelConfig(widths=(16, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), backbone="random")
+    with pytest.raises(UnetsrError, match="widths"):
+        train(run_config(photos, tmp_path / "a", 4, val=()), wider, resume=True)
+    train(run_config(photos, tmp_path / "a", 4, val=()), TINY, resume=True)  # more steps may change
+    assert load_checkpoint(tmp_path / "a" / "last.pt").train_state["step"] == 4
+
+
+def test_init_warm_starts_the_decoder_at_step_zero(photos: Path, tmp_path: Path) -> None:
+    train(run_config(photos, tmp_path / "first", 6, val=()), TINY)
+    source = load_checkpoint(tmp_path / "first" / "last.pt").model.state_dict()
+    real_save = training_module.save_checkpoint
+    seen = {}
+
+    def record(path, model, meta=None, train_state=None, half=False):
+        if train_state is not None and "step" not in seen:
+            seen.update(step=train_state["step"], opt_steps=train_state["optimizer"]["state"][0]["step"].item())
+        return real_save(path, model, meta, train_state, half)
+
+    training_module.save_checkpoint = record
+    try:
+        train(run_config(photos, tmp_path / "second", 1, val=(), lr=1e-12, warmup=1, ckpt_every=1,
+                         init=str(tmp_path / "first" / "last.pt")), TINY)
+    finally:
+        training_module.save_checkpoint = real_save
+    assert seen == {"step": 1, "opt_steps": 1.0}  # a fresh optimiser, counting from step 0
+    warm = load_checkpoint(tmp_path / "second" / "last.pt").model.state_dict()
+    assert torch.allclose(warm["tail.weight"], source["tail.weight"], atol=1e-6)
+    assert torch.count_nonzero(source["tail.weight"]) > 0
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_bf16_is_the_default_on_this_cpu(photos: Path, tmp_path: Path) -> None:
+    summary = train(run_config(photos, tmp_path, 2, val=(), precision="auto"), TINY)
+    assert load_checkpoint(summary.last).meta["precision"] == "bf16"
+
+
+def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_path: Path) -> None:
+    cfg, _, _, given = parse_args(["--data", str(photos), "--out", str(tmp_path), "--backbone", "random"])
+    assert (cfg.w3, cfg.w6, cfg.w_l1, cfg.lr) == tuple(BACKBONE_DEFAULTS["random"][k] for k in ("w3", "w6", "w_l1", "lr"))
+    assert "w3" not in given and "model.backbone" in given
+    cfg, _, _, _ = parse_args(["--data", str(photos), "--out", str(tmp_path), "--backbone", "imagenet"])
+    assert (cfg.w3, cfg.w_l1) == (1.0, 0.01)
+    assert "x2" in recipe_names()
+    recipe = load_recipe("x2")
+    cfg, model_cfg, _, _ = parse_args(["--recipe", "x2", "--data", str(photos), "--out", str(tmp_path), "--lr", "5e-4"])
+    assert cfg.lr == 5e-4 and cfg.recipe == "x2" and cfg.steps == recipe["train"]["steps"]
+    assert list(model_cfg.widths) == recipe["model"]["widths"]
+
+
+@pytest.mark.parametrize("flags", [["--batch", "0"], ["--log-every", "0"], ["--ckpt-every", "0"], ["--val-every", "0"],
+                                   ["--min-crop", "-5"], ["--widths", "0", "0", "0", "0", "0"], ["--steps", "0"],
+                                   ["--lr", "nan"], ["--recipe", "nope"]])
+def test_bad_flags_are_refused_in_one_line(photos: Path, tmp_path: Path, flags: list[str],
+                                           capsys: pytest.CaptureFixture) -> None:
+    try:
+        status = main(["--data", str(photos), "--out", str(tmp_path / "run"), *TINY_FLAGS, *flags])
+    except SystemExit as exc:  # argparse's usage error
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error:" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_and_the_closing_summary(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "run"), *TINY_FLAGS, "--steps", "1"]) == 1
+    assert "not a folder of images" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--data", str(photos), "--out", str(tmp_path / "file"), *TINY_FLAGS, "--steps", "1"]) == 1
+    assert "is a file" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "x"), "--backbone", "/no/such.pth"]) == 1
+    assert not (tmp_path / "x").exists()  # nothing is created before the model can be built
+    out = tmp_path / "ok"
+    assert main(["--data", str(photos), "--val", str(photos), "--out", str(out), *TINY_FLAGS, "--steps", "3",
+                 "--val-every", "3", "--precision", "fp32"]) == 0
+    err = capsys.readouterr().err
+    assert "best val     PSNR-Y" in err and "bicubic      PSNR-Y" in err and f"python -m unetsr.export {out / 'best.pt'}" in err
+    assert main(["--data", str(photos), "--out", str(out), *TINY_FLAGS, "--steps", "3"]) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_help_is_quick_and_imports_no_torch() -> None:
+    code = "import sys; from unetsr import train; train.build_parser(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False"
 
 
 def test_two_process_torchrun_writes_one_checkpoint(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "unetsr.train", "--data", str(photos), "--out", str(out), "--backbone", "random",
-           "--steps", "4", "--batch", "2", "--crop", "32", "--min-crop", "32", "--workers", "0",
-           "--widths", "8", "8", "8", "8", "8", "--blocks", "1", "1", "1", "1", "1", "--ckpt-every", "2"]
+           "-m", "unetsr.train", "--data", str(photos), "--out", str(out), *TINY_FLAGS, "--steps", "4",
+           "--ckpt-every", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world 2" in proc.stderr

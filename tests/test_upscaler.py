@@ -1,9 +1,14 @@
+import copy
+import math
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from conftest import as_batch, photo_like
+from unetsr import upscaler as upscaler_module
+from unetsr.errors import NonFiniteError, UnetsrError
 from unetsr.model import UNetSR
 from unetsr.upscaler import Upscaler
 
@@ -25,11 +30,86 @@ def test_tiles_without_context_would_differ(tiny_model: UNetSR) -> None:
 
 
 @pytest.mark.parametrize("outscale, size", [(2, (60, 80)), (3, (90, 120)), (4, (120, 160)), (1.5, (45, 60)),
-                                            (2.5, (75, 100))])
+                                            (2.5, (75, 100)), (2.01, (60, 80))])
 def test_any_scale_gives_the_exact_size(tiny_model: UNetSR, outscale: float, size: tuple[int, int]) -> None:
     y = Upscaler(tiny_model).upscale_tensor(as_batch(photo_like(30, 40)), outscale)
     assert y.shape[-2:] == size
     assert 0 <= y.min() and y.max() <= 1
+
+
+@pytest.mark.parametrize("outscale, passes", [(None, 1), (2, 1), (2.01, 1), (1.2, 1), (3, 1), (3.01, 2), (4, 2),
+                                              (6, 2), (6.5, 3), (8, 3)])
+def test_another_pass_only_when_more_than_the_threshold_is_left(tiny_model: UNetSR, outscale: float | None,
+                                                                passes: int) -> None:
+    up = Upscaler(tiny_model, device="cpu")
+    assert upscaler_module.EXTRA_PASS_ABOVE == 1.5  # the rule these cases are for: x3 is one pass, x3.01 two
+    assert up.passes_for(outscale) == passes
+
+
+def test_scale_2_01_runs_the_model_once_and_reports_its_largest_size(tiny_model: UNetSR) -> None:
+    up = Upscaler(tiny_model, device="cpu")
+    calls = []
+    up.model.tail.register_forward_hook(lambda *_: calls.append(1))
+    assert up.upscale_tensor(as_batch(photo_like(30, 40)), 2.01).shape[-2:] == (60, 80)
+    assert len(calls) == 1  # one model pass plus a 1.005 resize, not two passes to x4
+    assert up.intermediate_size(30, 40, 2.01) == (60, 80)
+    assert up.intermediate_size(30, 40, 3.5) == (120, 160)  # two passes to x4, then down to x3.5
+    assert up.intermediate_size(30, 40, 3) == (90, 120)  # one pass to x2, then up to x3
+    assert up.intermediate_size(1000, 1000, 1e6) == (1000 * 2**20, 1000 * 2**20)  # 20 passes, then down
+
+
+@pytest.mark.parametrize("outscale", [0, -2, math.nan, math.inf, -math.inf, 1e308])
+def test_scales_that_mean_nothing_are_refused(tiny_model: UNetSR, outscale: float) -> None:
+    up = Upscaler(tiny_model, device="cpu")
+    with pytest.raises(ValueError, match="scale"):
+        up.upscale_tensor(as_batch(photo_like(8, 8)), outscale)  # 0 used to mean "the model's scale"
+
+
+def test_the_callers_model_is_not_moved_cast_or_switched_to_eval(tiny_model: UNetSR) -> None:
+    model = copy.deepcopy(tiny_model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    up = Upscaler(model, device="cpu", precision="bf16")
+    assert up.model is not model and model.training and not up.model.training
+    assert type(model.head) is torch.nn.Conv2d  # not wrapped for float32 either
+    for k, v in model.state_dict().items():
+        assert v.dtype == before[k].dtype and v.is_contiguous() and torch.equal(v, before[k]), k
+
+
+def test_nan_weights_raise_a_clear_error_not_a_black_image(tiny_model: UNetSR) -> None:
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.tail.bias[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="NaN or infinite") as caught:
+        Upscaler(model, device="cpu").upscale_array(photo_like(16, 16))
+    assert isinstance(caught.value, UnetsrError) and "\n" not in str(caught.value)
+
+
+def test_a_nan_pixel_is_refused(tiny_model: UNetSR) -> None:
+    image = photo_like(16, 16)
+    image[3, 4, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="NaN or infinite"):
+        Upscaler(tiny_model, device="cpu").upscale_array(image)
+
+
+def test_bf16_agrees_with_fp32_within_the_stated_tolerance(tiny_model: UNetSR) -> None:
+    x = as_batch(photo_like(96, 128, seed=5))
+    fp32 = Upscaler(tiny_model, device="cpu", precision="fp32").upscale_tensor(x)
+    up = Upscaler(tiny_model, device="cpu", precision="bf16")
+    bf16 = up.upscale_tensor(x)
+    diff = (bf16 - fp32).abs()
+    assert 0 < diff.max().item() < 1 / 255 and diff.mean().item() < 0.05 / 255  # README: 0.57/255 and 0.016/255
+    assert up.model.tail.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model: UNetSR,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upscaler_module, "cpu_has_bf16", lambda: False)
+    assert Upscaler(tiny_model, device="cpu").precision == "fp32"
+    monkeypatch.setattr(upscaler_module, "cpu_has_bf16", lambda: True)
+    assert Upscaler(tiny_model, device="cpu").precision == "bf16"
+    assert Upscaler(tiny_model, device="cpu", precision="fp32").precision == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        Upscaler(tiny_model, device="cpu", precision="fp16")
 
 
 def test_array_layouts_grey_rgb_and_alpha(tiny_model: UNetSR) -> None:
@@ -50,7 +130,7 @@ def test_pil_call_keeps_mode_and_doubles_size(tiny_model: UNetSR) -> None:
     assert out.mode == "RGBA" and out.size == (60, 40)
 
 
-def test_half_on_cpu_falls_back_to_float32(tiny_model: UNetSR) -> None:
-    with pytest.warns(UserWarning, match="float32"):
-        up = Upscaler(tiny_model, device="cpu", half=True)
-    assert up.dtype == torch.float32
+def test_half_on_cpu_is_ignored_with_a_warning(tiny_model: UNetSR) -> None:
+    with pytest.warns(UserWarning, match="ignored on the CPU"):
+        up = Upscaler(tiny_model, device="cpu", half=True, precision="fp32")
+    assert up.dtype == torch.float32 and up.precision == "fp32"

@@ -1,12 +1,17 @@
 """One self-contained checkpoint file: config, every weight inference needs, metadata, and optionally
-the training state. Read with `torch.load(weights_only=True)`: a checkpoint is data, not code."""
+the training state. Read with `torch.load(weights_only=True)`: a checkpoint is data, not code.
+
+Every file carries a SHA-256 of its contents (each tensor's name, dtype, shape and bytes, and every
+other value), checked on load, because torch does not check the CRCs of its zip: a flipped bit in a
+weight would otherwise load silently and give garbage. Files written before the checksum existed
+still load; the shipped model is also checked against its recorded whole-file SHA-256.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,13 +20,15 @@ import torch
 
 from .config import ModelConfig
 from .errors import CheckpointError, first_line
+from .fileio import atomic_write, sha256_of
 from .model import UNetSR
 
 FORMAT = "unetsr-checkpoint"
-VERSION = 1
+VERSION = 1  # the checksum is an optional key, so version-1 files from before it still load
+CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "20e59443f2b958a8f181073520a56138362e81d0587ff1d76ef2bd3ff0f34a7f"
+DEFAULT_SHA256: str | None = "407d41c66a6248148e705ea5698db182a1cd7bc8dc5f6f4943bb5cc971b57fe1"
 
 
 @dataclass
@@ -39,7 +46,7 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: UNetSR, meta: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """Write the model (encoder slice included), its config and metadata atomically to `path`.
+    """Write the model (encoder slice included), its config, metadata and checksum atomically to `path`.
 
     `half` stores floating-point weights as float16 to halve the file; they load back as float32.
     """
@@ -54,17 +61,10 @@ def save_checkpoint(path: str | Path, model: UNetSR, meta: dict[str, Any] | None
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    payload[CHECKSUM_KEY] = content_sha256(payload)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Checkpoint:
@@ -87,6 +87,10 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Che
     if payload.get("version") != VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {payload.get('version')} is not supported "
                               f"(this unetsr reads version {VERSION})")
+    recorded = payload.pop(CHECKSUM_KEY, None)
+    if recorded is not None and recorded != content_sha256(payload):
+        raise CheckpointError(f"checkpoint {path} is damaged: its contents do not match the SHA-256 stored in "
+                              "it; use another copy (or an earlier checkpoint of the run)")
     try:
         config = ModelConfig.from_dict(payload["config"])
         model = UNetSR(config)
@@ -94,6 +98,9 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Che
         model.load_state_dict(state)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path}: weights do not match its config ({first_line(exc)})") from exc
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise CheckpointError(f"checkpoint {path}: weight {bad[0]!r} holds NaN or infinite values "
+                              f"({len(bad)} tensor(s) affected): the training run diverged, or the file is damaged")
     return Checkpoint(model.eval(), payload.get("meta", {}), payload.get("train_state"))
 
 
@@ -105,11 +112,31 @@ def load_default() -> Checkpoint:
     return load_checkpoint(DEFAULT_CHECKPOINT, expected_sha256=DEFAULT_SHA256)
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
+def content_sha256(payload: Any) -> str:
+    """Hex SHA-256 of everything in a checkpoint payload: each tensor's name, dtype, shape and bytes, and
+    the repr of every other value, in sorted order of their names, so it survives a save and load."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for name, value in sorted(_leaves(payload, ""), key=lambda leaf: leaf[0]):
+        digest.update(f"{name}\0".encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}\0".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        else:
+            digest.update(f"{type(value).__name__}:{value!r}\0".encode())
     return digest.hexdigest()
 
+
+def _leaves(value: Any, name: str) -> Iterator[tuple[str, Any]]:
+    """(path, value) for every tensor and plain value inside nested dicts, lists and tuples, and for
+    each container its type and length (so an emptied one counts as a change)."""
+    if isinstance(value, dict):
+        yield name, (type(value).__name__, len(value))
+        for key, item in value.items():
+            yield from _leaves(item, f"{name}/{key!r}")
+    elif isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        yield name, (type(value).__name__, len(value))
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{name}[{i}]")
+    else:
+        yield name, value

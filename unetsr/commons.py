@@ -1,156 +1,31 @@
-"""A small client for the Wikimedia Commons Action API: polite HTTP with retries, and category listing.
+"""The Wikimedia Commons Action API, as the downloader needs it: the raster files of some categories.
 
-Only what the downloader needs: list the files of a category with their size, hash, licence and
-author, in batches, following the API's `continue` protocol. Every answer is checked, and every
-problem becomes a one-line `DownloadError`.
+Lists each category's files with their size, hash, licence and author, in batches, following the API's
+`continue` protocol (and stopping if it goes round in circles). Every answer is checked, and every
+problem becomes a one-line `DownloadError`; the HTTP itself is `unetsr.http_client`'s.
 """
 
 from __future__ import annotations
 
-import email.utils
 import html.parser
-import re
-import time
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
-from datetime import datetime, timezone
 from typing import Any
 
 import requests
+from tqdm import tqdm
 
-from unetsr import __version__
 from unetsr.errors import DownloadError
+from unetsr.http_client import DEFAULT_LIMITS, DEFAULT_RETRY, Limits, RetryPolicy, fetch, make_session
+from unetsr.manifest import RASTER_EXTENSIONS, ManifestRow, unknown_format
 
 DEFAULT_API = "https://commons.wikimedia.org/w/api.php"
 
-# Raster formats worth training on, and the file extension each is saved with.
-RASTER_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp"}
-
 # The extmetadata entries the manifest records; asking only for these keeps the answers small.
 EXTMETADATA_KEYS = ("LicenseShortName", "LicenseUrl", "Artist", "Credit")
-# (connect, read) seconds: generous for slow thumbnail rendering, short enough to notice a dead link.
-TIMEOUT = (10, 60)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry: `retries` extra tries, waits of `base * 2**n` up to `cap` seconds."""
-
-    retries: int = 4
-    base: float = 1.0
-    cap: float = 60.0
-
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        """Seconds to wait before retry number `attempt` (0-based); a server's Retry-After wins, capped."""
-        wait = self.base * 2**attempt
-        if retry_after:
-            wait = parse_retry_after(retry_after, default=wait)
-        return max(0.0, min(wait, self.cap))
-
-
-def parse_retry_after(value: str, default: float) -> float:
-    """Seconds from a Retry-After header, either delay-seconds or an HTTP date; `default` if unreadable."""
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def user_agent(contact: str) -> str:
-    """The descriptive User-Agent Wikimedia's policy asks for: tool/version (contact) library/version."""
-    if any(ch in contact for ch in "\r\n()") or not contact.isprintable():
-        raise DownloadError("--contact must be one printable line without parentheses")
-    return f"unetsr-download/{__version__} ({contact}) requests/{requests.__version__}"
-
-
-def make_session(agent: str) -> requests.Session:
-    """A requests session that sends `agent` and asks for gzip; one per thread, as sessions are not thread-safe."""
-    session = requests.Session()
-    session.headers.update({"User-Agent": agent, "Accept-Encoding": "gzip"})
-    return session
-
-
-def describe_error(exc: requests.RequestException) -> str:
-    """The useful end of a requests error ("Connection refused"), not its nested repr."""
-    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
-    if found:
-        return found.group(1).strip()
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    return type(exc).__name__
-
-
-def get_with_retries(
-    session: requests.Session,
-    url: str,
-    *,
-    params: dict[str, Any] | None = None,
-    stream: bool = False,
-    retry: RetryPolicy = RetryPolicy(),
-    sleep: Callable[[float], Any] = time.sleep,
-) -> requests.Response:
-    """GET `url`, retrying timeouts, connection errors, 5xx and 429 with backoff; other 4xx fail at once.
-
-    Returns a 2xx response (the caller closes it); raises DownloadError with a one-line reason otherwise.
-    """
-    for attempt in range(retry.retries + 1):
-        last = attempt == retry.retries
-        try:
-            response = session.get(url, params=params, stream=stream, timeout=TIMEOUT)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            if last:
-                raise DownloadError(f"cannot reach {url}: {describe_error(exc)}") from None
-            sleep(retry.delay(attempt))
-            continue
-        except requests.RequestException as exc:
-            raise DownloadError(f"cannot request {url}: {describe_error(exc)}") from None
-        status = response.status_code
-        if (status == 429 or status >= 500) and not last:
-            wait = retry.delay(attempt, response.headers.get("Retry-After"))
-            response.close()
-            sleep(wait)
-            continue
-        if status >= 400:
-            response.close()
-            raise DownloadError(f"HTTP {status} {response.reason} from {url}")
-        return response
-    raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One file of the data set: where it lives, what it is, and who must be credited under which licence.
-
-    `download_*` describe the rendition fetched by default (at most max-side pixels on the long side,
-    or the original itself when that is already small enough).
-    """
-
-    title: str
-    description_url: str
-    original_url: str
-    download_url: str
-    width: int
-    height: int
-    size: int
-    sha1: str
-    mime: str
-    download_width: int
-    download_height: int
-    download_mime: str
-    license: str
-    license_url: str
-    author: str
-    credit: str
-
-
-MANIFEST_FIELDS = tuple(f.name for f in fields(ManifestRow))
+# Answers in a row that bring no new file before a listing is declared stuck.
+MAX_IDLE_ANSWERS = 10
 
 
 class _TextOnly(html.parser.HTMLParser):
@@ -173,19 +48,28 @@ def strip_html(fragment: str) -> str:
 
 
 def api_query(
-    session: requests.Session, api: str, params: dict[str, Any], retry: RetryPolicy = RetryPolicy()
+    session: requests.Session,
+    api: str,
+    params: dict[str, Any],
+    retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """One Action API request; returns the decoded JSON object or raises DownloadError saying what was wrong."""
-    response = get_with_retries(session, api, params=params, retry=retry)
-    with response:
+
+    def parse(response: requests.Response, chunks: Iterator[bytes]) -> Any:
         content_type = response.headers.get("Content-Type", "")
         if "json" not in content_type:
             kind = "an HTML page" if "html" in content_type else repr(content_type or "no content type")
             raise DownloadError(f"{api} answered with {kind} instead of JSON; is --api an api.php URL?")
+        body = b"".join(chunks)
         try:
-            data = response.json()
+            return json.loads(body)
+        except RecursionError:
+            raise DownloadError(f"{api} answered with JSON nested too deeply to be an API answer") from None
         except ValueError:
             raise DownloadError(f"{api} answered with invalid JSON") from None
+
+    data = fetch(session, api, parse, params=params, limit=limits.api_bytes, seconds=limits.seconds, retry=retry)
     if not isinstance(data, dict):
         raise DownloadError(f"{api} answered with JSON that is not an object")
     error = data.get("error")
@@ -262,11 +146,14 @@ def list_category(
     batch: int = 50,
     limit: int | None = None,
     skipped: Counter[str] | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[ManifestRow]:
     """Yield a ManifestRow for each raster file in `category`, `batch` files per API request, up to `limit`.
 
-    Non-raster files (SVG, audio, video, PDF...) are not yielded; their MIME types are counted in `skipped`.
+    Files that are not kept (SVG, audio, video, PDF..., or a rendition in another format such as GIF)
+    are not yielded; `skipped` counts them by reason. An API that sends the same `continue` twice, or
+    answer after answer with no new file, stops the listing with a DownloadError instead of looping.
     """
     params = {
         "action": "query",
@@ -285,10 +172,11 @@ def list_category(
     }
     skipped = Counter() if skipped is None else skipped
     seen: set[str] = set()
-    yielded = 0
+    tokens: set[str] = set()
+    idle = yielded = 0
     cont: dict[str, Any] = {}
     while True:
-        data = api_query(session, api, {**params, **cont}, retry)
+        data = api_query(session, api, {**params, **cont}, retry, limits)
         query = data.get("query", {})
         pages = query.get("pages", []) if isinstance(query, dict) else None
         if not isinstance(pages, list):
@@ -296,28 +184,85 @@ def list_category(
         cont = data.get("continue", {})
         if not isinstance(cont, dict):
             raise DownloadError(f"{api} answered with a malformed 'continue' field")
-        more_info_follows = "iicontinue" in cont
-        for page in pages:
-            title = page.get("title") if isinstance(page, dict) else None
-            if title in seen:
-                continue
-            infos = page.get("imageinfo") if isinstance(page, dict) else None
-            if not infos and more_info_follows:
-                continue
-            if not isinstance(infos, list) or not infos or not isinstance(infos[0], dict):
-                raise DownloadError(f"API answer for {title!r} lacks a valid 'imageinfo' field")
-            seen.add(title)
-            info = infos[0]
-            if info.get("filemissing"):
-                skipped["(file missing)"] += 1
-                continue
-            mime = _field(info, "mime", str, str(title))
-            if mime not in RASTER_EXTENSIONS:
-                skipped[mime] += 1
-                continue
-            yield row_from_page(page, max_side)
+        seen_before = len(seen)
+        for row in _rows(pages, max_side, seen, skipped, more_info_follows="iicontinue" in cont):
+            yield row
             yielded += 1
             if limit is not None and yielded >= limit:
                 return
         if not cont:
             return
+        token = json.dumps(cont, sort_keys=True)
+        if token in tokens:
+            raise DownloadError(f"{api} sent the same 'continue' twice ({token[:120]}); stopped listing {category}")
+        tokens.add(token)
+        idle = idle + 1 if len(seen) == seen_before else 0
+        if idle >= MAX_IDLE_ANSWERS:
+            raise DownloadError(f"{api} sent {idle} answers in a row without a new file; stopped listing {category}")
+
+
+def _rows(
+    pages: list[Any], max_side: int, seen: set[str], skipped: Counter[str], more_info_follows: bool
+) -> Iterator[ManifestRow]:
+    """The rows of one answer's pages not seen before; what is not kept is counted in `skipped`."""
+    for page in pages:
+        title = page.get("title") if isinstance(page, dict) else None
+        if title in seen:
+            continue
+        infos = page.get("imageinfo") if isinstance(page, dict) else None
+        if not infos and more_info_follows:
+            continue
+        if not isinstance(infos, list) or not infos or not isinstance(infos[0], dict):
+            raise DownloadError(f"API answer for {title!r} lacks a valid 'imageinfo' field")
+        seen.add(title)
+        info = infos[0]
+        if info.get("filemissing"):
+            skipped["(file missing)"] += 1
+            continue
+        mime = _field(info, "mime", str, str(title))
+        if mime not in RASTER_EXTENSIONS:
+            skipped[mime] += 1
+            continue
+        row = row_from_page(page, max_side)
+        if unknown_format(row) is not None:
+            skipped[f"rendition in {row.download_mime or 'no MIME type'}"] += 1
+            continue
+        yield row
+
+
+def list_categories(
+    api: str,
+    categories: list[str],
+    *,
+    agent: str,
+    max_side: int,
+    limit: int | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits = DEFAULT_LIMITS,
+    progress: bool | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[list[ManifestRow], Counter[str]]:
+    """List the kept files of all `categories` (a file in several is kept once); returns (rows, skipped by reason).
+
+    `progress` None shows a bar only on a terminal; `warn` is told of a category without any file.
+    """
+    rows: dict[str, ManifestRow] = {}
+    skipped: Counter[str] = Counter()
+    disable = None if progress is None else not progress
+    with make_session(agent) as session, tqdm(desc="listing", unit="file", disable=disable) as bar:
+        for category in categories:
+            remaining = None if limit is None else limit - len(rows)
+            if remaining == 0:
+                break
+            skipped_before = skipped.total()
+            found = 0
+            for row in list_category(
+                session, api, category, max_side=max_side, limit=remaining, skipped=skipped, retry=retry, limits=limits
+            ):
+                found += 1
+                if row.title not in rows:
+                    rows[row.title] = row
+                    bar.update()
+            if found == 0 and skipped.total() == skipped_before and warn is not None:
+                warn(f"{category} has no files; check its name")
+    return list(rows.values()), skipped

@@ -7,8 +7,10 @@ from typing import Any
 
 # Top-level children of torchvision's ResNet18, in order. An encoder of depth d uses children[:d].
 RESNET18_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-# The depths at which the encoder can end, each the end of a stage with a feature map worth tapping.
-ENCODER_DEPTHS = (3, 5, 6, 7)
+# The depths at which the encoder can end (each the end of a stage with a feature map worth tapping),
+# with the stride of that last feature map: the one table every other module reads.
+ENCODER_STRIDES = {3: 2, 5: 4, 6: 8, 7: 16}
+ENCODER_DEPTHS = tuple(ENCODER_STRIDES)
 
 
 @dataclass(frozen=True)
@@ -17,14 +19,17 @@ class ModelConfig:
 
     `widths` and `blocks` give the decoder's channels and residual blocks at LR resolution (stride 1)
     and at the encoder taps of stride 2, 4, 8 and 16 (only as many as the encoder depth reaches).
+    `block_convs` is the shape of every residual block: 2 is conv-ReLU-conv, 3 is
+    conv-ReLU-conv-ReLU-conv (ArtCNN's choice).
     """
 
     scale: int = 2
     encoder_depth: int = 6
-    widths: tuple[int, ...] = (32, 64, 96, 128, 192)
-    blocks: tuple[int, ...] = (2, 1, 1, 2, 2)
+    widths: tuple[int, ...] = (64, 64, 96, 128, 192)
+    blocks: tuple[int, ...] = (4, 1, 1, 2, 2)
     backbone: str = "imagenet"
     backbone_seed: int = 0
+    block_convs: int = 2
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4):
@@ -36,11 +41,15 @@ class ModelConfig:
             if len(value) != 5:
                 raise ValueError(f"{name} needs five entries: strides 1, 2, 4, 8 and 16")
             object.__setattr__(self, name, value)
+        if min(self.widths) < 1 or min(self.blocks) < 0:
+            raise ValueError(f"widths must be at least 1 and blocks at least 0, got {self.widths} and {self.blocks}")
+        if self.block_convs not in (2, 3):
+            raise ValueError(f"block_convs must be 2 or 3, got {self.block_convs}")
 
     @property
     def stride(self) -> int:
         """The coarsest encoder stride; model inputs are padded to a multiple of it."""
-        return {3: 2, 5: 4, 6: 8, 7: 16}[self.encoder_depth]
+        return ENCODER_STRIDES[self.encoder_depth]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so a checkpoint stays loadable with weights_only=True."""

@@ -25,3 +25,7 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for one-line reports of a wrapped error."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class NonFiniteError(UnetsrError):
+    """An image or a model's output holds NaN or infinite values (bad input, or damaged or diverged weights)."""

@@ -8,9 +8,10 @@ pypng reads those, and a small writer below writes them.
 from __future__ import annotations
 
 import os
-import secrets
+import stat
 import struct
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,8 @@ import numpy as np
 import png
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from unetsr.errors import ImageError
+from unetsr.errors import ImageError, first_line
+from unetsr.fileio import atomic_write
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """The largest input read_image accepts by default: guards against decompression bombs."""
@@ -67,6 +69,7 @@ class Picture:
     grayscale: bool  # the source had a single colour channel (modes 1, L, LA, I;16, ...)
     icc_profile: bytes | None  # the source's ICC profile; None when there is none or colours became sRGB
     exif: bytes | None  # the source's EXIF block ("Exif\0\0" + TIFF data) with Orientation reset to 1
+    notes: tuple[str, ...] = ()  # what the decoder warned about (damaged EXIF, ...): one line each
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
@@ -106,28 +109,50 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as an image file without opening it (missing, a folder, a FIFO or device
+    that could block forever), or None for a regular file. The one check of inputs before they are opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to nothing" if os.path.islink(path) else "no such file"
+    except OSError as e:
+        return f"cannot read it: {e.strerror or type(e).__name__}"
+    if stat.S_ISDIR(mode):
+        return "a directory, not an image"
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"not a regular file ({kind}); not opened"
+    return None
+
+
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Read an image file of any common kind into a Picture; every failure is an ImageError naming the file.
 
-    Images larger than `max_pixels` are refused before their pixels are decoded.
+    Images larger than `max_pixels` are refused before their pixels are decoded; animations and multi-page
+    files are refused (only one frame would be kept); what the decoder warns about ends up in `notes`.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory, not an image")
-    with _own_pixel_limit(), _read_errors(path), Image.open(path) as im:
-        width, height = im.size
-        if width * height > max_pixels:
-            raise ImageError(
-                f"{path} is {width}×{height} = {_megapixels(width * height)} MP, "
-                f"over the {_megapixels(max_pixels)} MP limit (--max-pixels)"
-            )
-        if im.format == "PNG" and _png_bit_depth(path) == 16:
-            pixels, bit_depth, icc = _read_png16(path), 16, im.info.get("icc_profile")
-        else:
-            pixels, bit_depth, icc = _pillow_pixels(im)
-        orientation, exif = _orientation_and_exif(im)
+    if (problem := file_problem(path)) is not None:
+        raise ImageError(f"{path}: {problem}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _own_pixel_limit(), _read_errors(path), Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{path} is {width}×{height} = {_megapixels(width * height)} MP, "
+                    f"over the {_megapixels(max_pixels)} MP limit (--max-pixels)"
+                )
+            if im.format != "MPO" and getattr(im, "is_animated", False):  # MPO: a camera JPEG and its previews
+                raise ImageError(f"{path} has {im.n_frames} frames (an animation or a multi-page file); "
+                                 "only single images can be upscaled")
+            if im.format == "PNG" and _png_bit_depth(path) == 16:
+                pixels, bit_depth, icc = _read_png16(path), 16, im.info.get("icc_profile")
+            else:
+                pixels, bit_depth, icc = _pillow_pixels(im, path)
+            orientation, exif = _orientation_and_exif(im)
+    notes = tuple(dict.fromkeys(first_line(w.message) for w in caught if not issubclass(w.category, ResourceWarning)))
     pixels = _UPRIGHT[orientation](pixels)
     channels = pixels.shape[2]
     rgb = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
@@ -141,6 +166,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
         grayscale=channels <= 2,
         icc_profile=icc or None,
         exif=exif,
+        notes=notes,
     )
 
 
@@ -174,7 +200,7 @@ def write_image(
     pixels = _output_pixels(picture, fmt)
     icc = picture.icc_profile if picture.icc_profile and _icc_fits(picture.icc_profile, pixels) else None
     if fmt == "png" and picture.bit_depth == 16:
-        _write_atomically(path, lambda f: _write_png16(f, _quantize(pixels, 65535), icc, picture.exif))
+        _save_atomically(path, lambda f: _write_png16(f, _quantize(pixels, 65535), icc, picture.exif))
         return path
     samples = _quantize(pixels, 255)
     image = Image.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)  # L, LA, RGB or RGBA
@@ -188,7 +214,7 @@ def write_image(
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
     elif fmt == "webp":
         options.update(quality=quality)
-    _write_atomically(path, lambda f: image.save(f, format=fmt.upper(), **options))
+    _save_atomically(path, lambda f: image.save(f, format=fmt.upper(), **options))
     return path
 
 
@@ -219,14 +245,9 @@ def _read_errors(path: Path) -> Iterator[None]:
     except OSError as e:
         if e.strerror:  # the file itself could not be read: permissions, I/O error
             raise ImageError(f"cannot read {path}: {e.strerror}") from e
-        raise ImageError(f"{path} is damaged or truncated: {_one_line(e)}") from e
+        raise ImageError(f"{path} is damaged or truncated: {first_line(e)}") from e
     except Exception as e:  # decoders fed broken data raise SyntaxError, ValueError, struct.error, png.Error...
-        raise ImageError(f"{path} is damaged or truncated: {_one_line(e)}") from e
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise ImageError(f"{path} is damaged or truncated: {first_line(e)}") from e
 
 
 def _megapixels(pixels: int) -> str:
@@ -250,16 +271,19 @@ def _read_png16(path: Path) -> np.ndarray:
     return samples.reshape(height, width, info["planes"]).astype(np.float32) / maximum
 
 
-def _pillow_pixels(im: Image.Image) -> tuple[np.ndarray, int, bytes | None]:
+def _pillow_pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, int, bytes | None]:
     """The pixels of a Pillow image as H×W×C in [0, 1] (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), its bit depth
-    and the ICC profile that still describes them."""
+    and the ICC profile that still describes them (`path` only names the file in errors)."""
     icc = im.info.get("icc_profile")
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
         grey = np.clip(np.asarray(im, dtype=np.float32), 0, 65535) / 65535
         return grey[..., None], 16, icc
     if mode == "F":  # floating-point TIFF: taken to hold values in [0, 1]
-        return np.clip(np.asarray(im, dtype=np.float32), 0, 1)[..., None], 16, icc
+        values = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(values).all():  # would silently become black (NaN) or white (infinity)
+            raise ImageError(f"{path} holds NaN or infinite pixel values; refusing to guess what they mean")
+        return np.clip(values, 0, 1)[..., None], 16, icc
     if mode == "CMYK":
         im, icc = _cmyk_to_srgb(im, icc), None
     elif mode == "LAB":  # Pillow converts CIELAB to sRGB colorimetrically
@@ -301,7 +325,10 @@ def _orientation_and_exif(im: Image.Image) -> tuple[int, bytes | None]:
 
 def _reset_orientation(exif: bytes) -> bytes | None:
     """EXIF bytes ("Exif\\0\\0" + TIFF data) whose Orientation tag says 1, edited in place so that every other
-    tag and offset stays byte-for-byte; None if the block cannot be parsed."""
+    tag and offset stays byte-for-byte; None if the block cannot be parsed.
+
+    Whatever type the tag was stored as (SHORT as the standard says, LONG, BYTE, ...), it is rewritten as
+    SHORT 1, the value inside the entry itself: readers that accept the one accept the other."""
     data = bytearray(exif.removeprefix(_EXIF_PREFIX))
     order = {b"II": "<", b"MM": ">"}.get(bytes(data[:2]))
     if order is None:
@@ -311,9 +338,9 @@ def _reset_orientation(exif: bytes) -> bytes | None:
         (count,) = struct.unpack_from(order + "H", data, ifd0)
         for i in range(count):
             entry = ifd0 + 2 + 12 * i  # each entry: tag, type, count, value (2 + 2 + 4 + 4 bytes)
-            tag, kind = struct.unpack_from(order + "HH", data, entry)
-            if tag == _ORIENTATION_TAG and kind == 3:  # type 3: SHORT
-                struct.pack_into(order + "H", data, entry + 8, 1)
+            (tag,) = struct.unpack_from(order + "H", data, entry)
+            if tag == _ORIENTATION_TAG:  # type 3 (SHORT), count 1, value 1 and two bytes of padding
+                struct.pack_into(order + "HIHH", data, entry + 2, 3, 1, 1, 0)
     except struct.error:
         return None
     return _EXIF_PREFIX + bytes(data)
@@ -343,25 +370,13 @@ def _icc_fits(icc: bytes, pixels: np.ndarray) -> bool:
     return icc[16:20] == (b"GRAY" if pixels.shape[2] <= 2 else b"RGB ")
 
 
-def _write_atomically(path: Path, save: Callable[[BinaryIO], None]) -> None:
-    """Save into a hidden temporary file beside `path`, then rename it into place: readers never see half a
-    file, an existing file is untouched if anything fails, and no temporary file is left behind."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+def _save_atomically(path: Path, save: Callable[[BinaryIO], None]) -> None:
+    """fileio.atomic_write (temporary file, fsync, rename; nothing left behind on errors, Ctrl-C or SIGTERM),
+    with what goes wrong reported as a one-line ImageError."""
     try:
-        file = open(temporary, "xb")
-    except OSError as e:
-        raise ImageError(f"cannot write {path}: {e.strerror or _one_line(e)}") from e
-    try:
-        with file:
-            save(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as e:
-        temporary.unlink(missing_ok=True)
-        if isinstance(e, (OSError, ValueError)):
-            raise ImageError(f"cannot write {path}: {getattr(e, 'strerror', None) or _one_line(e)}") from e
-        raise
+        atomic_write(path, save)
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot write {path}: {getattr(e, 'strerror', None) or first_line(e)}") from e
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

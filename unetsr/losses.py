@@ -36,10 +36,14 @@ class PerceptualLoss(nn.Module):
         return f3, self.to6(f3)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The weighted total (differentiable in `pred`) and each unweighted term as a float, for logs."""
+        """The weighted total (differentiable in `pred`) and each unweighted term as a float, for logs.
+
+        Under autocast the features may be bfloat16; every L1 is taken in float32.
+        """
         with torch.no_grad():
             t3, t6 = self.features(target)
         p3, p6 = self.features(pred)
-        terms = {"feat3": F.l1_loss(p3, t3), "feat6": F.l1_loss(p6, t6), "l1": F.l1_loss(pred, target)}
+        terms = {"feat3": F.l1_loss(p3.float(), t3.float()), "feat6": F.l1_loss(p6.float(), t6.float()),
+                 "l1": F.l1_loss(pred.float(), target.float())}
         total = self.w3 * terms["feat3"] + self.w6 * terms["feat6"] + self.w_l1 * terms["l1"]
         return total, {k: v.item() for k, v in terms.items()}

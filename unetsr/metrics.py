@@ -25,12 +25,14 @@ def psnr_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Te
 
 
 def ssim_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Tensor:
-    """Per-image SSIM on Y with the standard 11×11 Gaussian window (σ = 1.5), values in 0..255."""
-    p = _shave(rgb_to_y(_quantize(pred)), shave).double() * 255
-    t = _shave(rgb_to_y(_quantize(target)), shave).double() * 255
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = g / g.sum()
-    window = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
+    """Per-image SSIM on Y with the standard 11×11 Gaussian window (σ = 1.5), values in 0..255.
+
+    Computed in float64 (float32 on Apple's MPS, which has no float64) on the inputs' device.
+    """
+    work = torch.float32 if pred.device.type == "mps" else torch.float64
+    p = _shave(rgb_to_y(_quantize(pred)), shave).to(work) * 255
+    t = _shave(rgb_to_y(_quantize(target)), shave).to(work) * 255
+    window = gaussian_window(11, 1.5, p.device, p.dtype)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_p, mu_t = F.conv2d(p, window), F.conv2d(t, window)
     var_p = F.conv2d(p * p, window) - mu_p**2
@@ -38,6 +40,13 @@ def ssim_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Te
     cov = F.conv2d(p * t, window) - mu_p * mu_t
     ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return ssim_map.mean(dim=(1, 2, 3)).float()
+
+
+def gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A normalised size×size Gaussian filter shaped (1, 1, size, size) for conv2d, made where it is used."""
+    g = torch.exp(-((torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch import nn
 from torchvision.models import ResNet, resnet18
 
 from .backbone import load_resnet18
-from .config import ModelConfig
+from .config import ENCODER_STRIDES, ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,16 +29,20 @@ class ImageNetNormalize(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """conv-act-conv plus identity skip: the decoder's unit of work."""
+    """conv-act-conv (or conv-act-conv-act-conv when `convs` is 3) plus identity skip: the decoder's unit."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, convs: int = 2) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv3 = nn.Conv2d(channels, channels, 3, padding=1) if convs == 3 else None
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.act(self.conv1(x)))
+        y = self.conv2(self.act(self.conv1(x)))
+        if self.conv3 is not None:
+            y = self.conv3(self.act(y))
+        return x + y
 
 
 def encoder_stages(net: ResNet, depth: int) -> nn.ModuleList:
@@ -49,8 +53,7 @@ def encoder_stages(net: ResNet, depth: int) -> nn.ModuleList:
         net.layer2,
         net.layer3,
     ]
-    count = {3: 1, 5: 2, 6: 3, 7: 4}[depth]
-    return nn.ModuleList(stages[:count])
+    return nn.ModuleList(stages[:list(ENCODER_STRIDES).index(depth) + 1])
 
 
 class UNetSR(nn.Module):
@@ -69,11 +72,11 @@ class UNetSR(nn.Module):
         w, blocks = config.widths, config.blocks
         self.lateral = nn.ModuleList(nn.Conv2d(TAP_CHANNELS[i], w[i + 1], 1) for i in range(levels))
         self.fuse = nn.ModuleList(
-            nn.Sequential(*(ResBlock(w[i + 1]) for _ in range(blocks[i + 1]))) for i in range(levels)
+            nn.Sequential(*(ResBlock(w[i + 1], config.block_convs) for _ in range(blocks[i + 1]))) for i in range(levels)
         )
         self.reduce = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 1) for i in range(levels))
         self.head = nn.Conv2d(3, w[0], 3, padding=1)
-        self.body = nn.Sequential(*(ResBlock(w[0]) for _ in range(blocks[0])))
+        self.body = nn.Sequential(*(ResBlock(w[0], config.block_convs) for _ in range(blocks[0])))
         self.tail = nn.Conv2d(w[0], 3 * config.scale**2, 3, padding=1)
         self.shuffle = nn.PixelShuffle(config.scale)
         nn.init.zeros_(self.tail.weight)

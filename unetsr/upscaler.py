@@ -1,8 +1,15 @@
 """`Upscaler`: the public inference API. Tiles with context, runs the model, stitches, repeats the
-model for scales beyond its own, and finishes with an exact-size resize."""
+model for scales well beyond its own, and finishes with an exact-size resize.
+
+On CPUs with native bfloat16 (AVX512-BF16 or AMX) the model runs in bf16 with channels_last by
+default. What sees the image itself stays float32: the bilinear base, the stem convolution (its input
+rounded to bf16's 8 significant bits alone would move outputs by up to 0.5/255) and the final sum, so
+outputs stay within 1/255 of float32.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -11,10 +18,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, load_default
+from .errors import NonFiniteError
 from .model import UNetSR
+from .precision import autocast, cpu_has_bf16, memory_format, resolve_precision
+
+EXTRA_PASS_ABOVE = 1.5
+"""Another model pass is run only while more than this factor would be left for the final bicubic resize:
+x2.01 with an x2 model is one pass and a 1.005 resize, x3 one pass and 1.5, x3.2 two passes and 0.8."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -32,21 +46,43 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def inference_precision(precision: str, device: torch.device, half: bool = False) -> str:
+    """The number format inference uses: 'fp32', 'bf16' or 'fp16'.
+
+    'auto' is bf16 on CPUs with native bf16 (and oneDNN), fp32 elsewhere; `half` asks for fp16 on a GPU
+    and is ignored, with a warning, on the CPU.
+    """
+    if half and device.type == "cpu":
+        warnings.warn("half (float16) is for GPUs and is ignored on the CPU", stacklevel=3)
+    elif half:
+        return "fp16"
+    if precision == "auto":
+        native = device.type == "cpu" and cpu_has_bf16() and torch.backends.mkldnn.is_available()
+        return "bf16" if native else "fp32"
+    return resolve_precision(precision, device)
+
+
 class Upscaler:
     """Upscales images with a UNetSR model, in tiles when `tile` is set (bounded memory).
 
     Tiles are computed with `tile_overlap` pixels of context on each side, aligned to the encoder's
-    stride, and only their centres are kept, so a tiled result matches the untiled one.
+    stride, and only their centres are kept, so a tiled result matches the untiled one. The Upscaler
+    runs its own copy of `model`: the caller's model is never moved, cast or switched to eval.
     """
 
-    def __init__(self, model: UNetSR, device: str = "auto", half: bool = False,
+    def __init__(self, model: UNetSR, device: str = "auto", precision: str = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int = 32) -> None:
-        self.device = pick_device(device)
-        if half and self.device.type == "cpu":
-            warnings.warn("half precision is not faster on a CPU; computing in float32", stacklevel=2)
-            half = False
-        self.dtype = torch.float16 if half else torch.float32
-        self.model = model.eval().to(self.device, self.dtype)
+        if not isinstance(model, nn.Module):  # a runtime that runs the whole model itself (onnx_runtime.OnnxModel)
+            self.device, self.precision, self.dtype = torch.device("cpu"), "fp32", torch.float32
+            self.memory_format, self.model = torch.contiguous_format, model
+        else:
+            self.device = pick_device(device)
+            self.precision = inference_precision(precision, self.device, half)
+            self.dtype = torch.float16 if self.precision == "fp16" else torch.float32  # of the weights
+            self.memory_format = memory_format(self.device) if self.precision == "bf16" else torch.contiguous_format
+            self.model = copy.deepcopy(model).eval().to(self.device, self.dtype, memory_format=self.memory_format)
+            if self.precision == "bf16" and not isinstance(self.model.head, Float32):
+                self.model.head = Float32(self.model.head)
         stride = model.config.stride
         self.tile = None if not tile else max(stride, _round_up(tile, stride))
         self.tile_overlap = _round_up(max(0, tile_overlap), stride)
@@ -61,6 +97,26 @@ class Upscaler:
     def scale(self) -> int:
         """The model's own scale factor."""
         return self.model.config.scale
+
+    def passes_for(self, outscale: float | None = None) -> int:
+        """How many model passes `outscale` takes: one, plus one more while over EXTRA_PASS_ABOVE is left."""
+        remaining, passes = self._outscale(outscale) / self.scale, 1
+        while remaining > EXTRA_PASS_ABOVE:
+            remaining, passes = remaining / self.scale, passes + 1
+        return passes
+
+    def intermediate_size(self, h: int, w: int, outscale: float | None = None) -> tuple[int, int]:
+        """The largest (height, width) computed for an h×w input: the last pass's output or the final size."""
+        factor = self.scale ** self.passes_for(outscale)
+        out_h, out_w = self.output_size(h, w, outscale)
+        return max(h * factor, out_h), max(w * factor, out_w)
+
+    def output_size(self, h: int, w: int, outscale: float | None = None) -> tuple[int, int]:
+        """(round(h·outscale), round(w·outscale)), at least 1; ValueError when too large to represent."""
+        outscale = self._outscale(outscale)
+        if not math.isfinite(max(h, w) * outscale):
+            raise ValueError(f"scale {outscale:g} is too large for a {w}×{h} image")
+        return max(1, round(h * outscale)), max(1, round(w * outscale))
 
     def __call__(self, image: Image.Image, outscale: float | None = None) -> Image.Image:
         """Upscale a PIL image (L, RGB or RGBA; others converted to RGB) by `outscale` (default: model scale)."""
@@ -89,21 +145,27 @@ class Upscaler:
     def upscale_tensor(self, x: torch.Tensor, outscale: float | None = None, progress: bool = False) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, round(H*outscale), round(W*outscale)) in [0, 1], on the CPU.
 
-        The model runs as many times as needed to reach `outscale`; a final antialiased bicubic resize
-        gives the exact size (as Real-ESRGAN's outscale does).
+        The model runs `passes_for(outscale)` times; a final antialiased bicubic resize gives the exact
+        size (as Real-ESRGAN's outscale does). NonFiniteError for NaN or infinite input or output.
         """
-        outscale = float(outscale or self.scale)
-        if outscale <= 0:
-            raise ValueError(f"scale must be positive, got {outscale}")
-        h, w = x.shape[-2:]
-        size = (max(1, round(h * outscale)), max(1, round(w * outscale)))
-        passes = max(1, math.ceil(math.log(outscale) / math.log(self.scale) - 1e-9))
+        size = self.output_size(*x.shape[-2:], outscale)
+        if not torch.isfinite(x).all():
+            raise NonFiniteError("the image holds NaN or infinite pixel values; nothing to upscale")
         y = x
-        for _ in range(passes):
+        for _ in range(self.passes_for(outscale)):
             y = self._run_tiled(y, progress)
         if tuple(y.shape[-2:]) != size:
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False, antialias=True)
         return y.clamp_(0, 1)
+
+    def _outscale(self, outscale: float | None) -> float:
+        """`outscale` checked (a finite number > 0), or the model's scale for None."""
+        if outscale is None:
+            return float(self.scale)
+        value = float(outscale)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"scale must be a finite number greater than 0, got {outscale!r}")
+        return value
 
     def _run_tiled(self, x: torch.Tensor, progress: bool) -> torch.Tensor:
         """One model pass over x, tile by tile; returns float32 on the CPU."""
@@ -114,11 +176,36 @@ class Upscaler:
         for y0, x0 in tqdm(boxes, desc="tiles", unit="tile", leave=False, disable=not progress or len(boxes) == 1):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             iy0, ix0, iy1, ix1 = max(0, y0 - pad), max(0, x0 - pad), min(h, y1 + pad), min(w, x1 + pad)
-            patch = x[..., iy0:iy1, ix0:ix1].to(self.device, self.dtype)
-            result = self.model(patch).float().cpu()
+            result = self._run_model(x[..., iy0:iy1, ix0:ix1].to(self.device, torch.float32)).cpu()
             out[..., y0 * s:y1 * s, x0 * s:x1 * s] = result[..., (y0 - iy0) * s:(y1 - iy0) * s,
                                                              (x0 - ix0) * s:(x1 - ix0) * s]
         return out
+
+    def _run_model(self, patch: torch.Tensor) -> torch.Tensor:
+        """The model on one float32 patch: the decoder in the chosen precision, base and sum in float32."""
+        if not isinstance(self.model, nn.Module):
+            result = self.model(patch)
+        else:
+            inputs = patch.to(self.dtype).contiguous(memory_format=self.memory_format)
+            with autocast(self.device, "bf16" if self.precision == "bf16" else "fp32"):
+                residual = self.model.residual(inputs)
+            result = self.model.base(patch) + residual.float()
+        if not torch.isfinite(result).all():
+            raise NonFiniteError("the model's output holds NaN or infinite values; its weights are damaged or "
+                                 "it diverged in training (use another checkpoint)")
+        return result
+
+
+class Float32(nn.Module):
+    """Runs `module` in float32 even inside autocast: for the few cheap layers that see the image itself."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.module(x.float())
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -1,0 +1,45 @@
+"""Scale-out: a 2-process torchrun over a folder writes each output once, the same as one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import photo_like
+from unetsr import infer
+from unetsr.scaleout import Rank, shard
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shards_take_every_item_exactly_once() -> None:
+    items = list(range(7))
+    parts = [shard(items, Rank(r, 3, r, 3)) for r in range(3)]
+    assert sorted(sum(parts, [])) == items and all(parts) and shard(items, Rank()) == items
+
+
+def test_two_process_torchrun_writes_each_output_once_as_one_process_does(tmp_path: Path,
+                                                                           tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray((photo_like(20 + i, 28, seed=i) * 255 + 0.5).astype(np.uint8)).save(folder / f"p{i}.png")
+    common = ["--checkpoint", str(tiny_checkpoint), "--precision", "fp32", "--device", "cpu"]
+    assert infer.main([str(folder), "-o", str(tmp_path / "one"), "--quiet", *common]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "unetsr.infer", str(folder), "-o", str(tmp_path / "two"), *common],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    written = [line.split(" -> ")[0] for line in run.stdout.splitlines() if " -> " in line]
+    assert sorted(written) == sorted(str(p) for p in folder.iterdir())  # each file once, across both ranks
+    assert run.stderr.count("upscaled 5, failed 0, skipped 0") == 1  # one summary, for all ranks
+    one, two = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "two").iterdir())
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 5
+    for a, b in zip(one, two):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
