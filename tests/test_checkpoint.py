@@ -123,5 +123,5 @@ def test_saved_files_have_ordinary_permissions_and_no_leftovers(tiny_model: UNet
 
 def test_missing_default_model_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "none.pt")
-    with pytest.raises(CheckpointError, match="no default model"):
+    with pytest.raises(CheckpointError, match="no default x2 model installed"):
         checkpoint.load_default()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import photo_like
+from helpers import photo_like
 from unetsr.data import CropDataset, StepBatchSampler, downscale, find_images, load_photo, validation_crops
 from unetsr.errors import UnetsrError
 from unetsr.lowres import make_lr

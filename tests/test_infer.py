@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import photo_like
+from helpers import photo_like
 from unetsr import checkpoint as checkpoint_module
 from unetsr.checkpoint import save_checkpoint
 from unetsr.images import read_image
@@ -331,7 +331,7 @@ def test_no_default_model_says_so(capsys, monkeypatch, tmp_path: Path, photo_png
     monkeypatch.setattr(checkpoint_module, "DEFAULT_CHECKPOINT", tmp_path / "not_installed.pt")
     code, _, err = run(capsys, photo_png)
     assert code == 1
-    assert err.startswith("unetsr.infer: error: no default model") and "--checkpoint" in err
+    assert err.startswith("unetsr.infer: error: no default x2 model installed") and "--checkpoint" in err
     assert err.count("\n") == 1
 
 

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from conftest import as_batch, photo_like
+from helpers import as_batch, photo_like
 from unetsr.backbone import load_resnet18
 from unetsr.config import ModelConfig
 from unetsr.losses import PerceptualLoss

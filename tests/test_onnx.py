@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import as_batch, photo_like
+from helpers import as_batch, photo_like
 from unetsr import export, infer
 from unetsr.errors import CheckpointError, UnetsrError
 from unetsr.fileio import sha256_of

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import photo_like
+from helpers import photo_like
 from unetsr.infer import main as infer_main
 from unetsr.serve import content_disposition, is_loopback
 from unetsr.serve import main as serve_main

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import as_batch, photo_like
+from helpers import as_batch, photo_like
 from unetsr import checkpoint
 from unetsr.errors import CheckpointError
 from unetsr.fileio import sha256_of

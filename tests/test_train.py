@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import photo_like
+from helpers import photo_like
 from unetsr import training as training_module
 from unetsr.checkpoint import load_checkpoint, save_checkpoint
 from unetsr.config import ModelConfig

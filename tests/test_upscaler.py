@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import as_batch, photo_like
+from helpers import as_batch, photo_like
 from unetsr import upscaler as upscaler_module
 from unetsr.errors import NonFiniteError, UnetsrError
 from unetsr.model import UNetSR

@@ -29,6 +29,8 @@ CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
 DEFAULT_SHA256: str | None = "407d41c66a6248148e705ea5698db182a1cd7bc8dc5f6f4943bb5cc971b57fe1"
+X4_SHA256: str | None = None
+SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256}  # unetsr/weights/unetsr_<name>.pt
 
 
 @dataclass
@@ -106,10 +108,19 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None) -> Che
 
 def load_default() -> Checkpoint:
     """The x2 model shipped inside the package, verified against its recorded SHA-256."""
-    if DEFAULT_SHA256 is None or not DEFAULT_CHECKPOINT.is_file():
-        raise CheckpointError(f"no default model installed (expected {DEFAULT_CHECKPOINT}); restore it "
+    return load_shipped("x2")
+
+
+def load_shipped(name: str) -> Checkpoint:
+    """A model shipped inside the package by name ('x2', 'x4'), verified against its recorded SHA-256."""
+    if name not in SHIPPED:
+        raise CheckpointError(f"no shipped model {name!r}; the shipped ones are {', '.join(SHIPPED)}")
+    path = DEFAULT_CHECKPOINT if name == "x2" else WEIGHTS_DIR / f"unetsr_{name}.pt"
+    sha = SHIPPED[name]
+    if sha is None or not path.is_file():
+        raise CheckpointError(f"no {'default ' if name == 'x2' else ''}{name} model installed (expected {path}); restore it "
                               "(git checkout / reinstall unetsr) or pass --checkpoint PATH to a unetsr checkpoint")
-    return load_checkpoint(DEFAULT_CHECKPOINT, expected_sha256=DEFAULT_SHA256)
+    return load_checkpoint(path, expected_sha256=sha)
 
 
 def content_sha256(payload: Any) -> str:

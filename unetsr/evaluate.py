@@ -78,9 +78,12 @@ def lpips_metric() -> tuple[Metric | None, str]:
     return score, ""
 
 
-def score_photo(upscaler: Upscaler, hr_rgb: np.ndarray, scale: int,
+def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, scale: int,
                 lpips_fn: Metric | None = None) -> dict[str, tuple[float, float, float | None, float, float]]:
-    """Each method's (PSNR-Y, SSIM-Y, LPIPS, seconds, output MP) on one HR photo (float H×W×3 in [0, 1])."""
+    """Each method's (PSNR-Y, SSIM-Y, LPIPS, seconds, output MP) on one HR photo (float H×W×3 in [0, 1]).
+
+    `upscaler` is one model (the row MODEL_ROW) or several by row name (e.g. the x4 model and the x2 twice).
+    """
     import torch  # noqa: PLC0415
 
     from .lowres import BASELINES, make_lr, upscale_baseline  # noqa: PLC0415
@@ -96,18 +99,20 @@ def score_photo(upscaler: Upscaler, hr_rgb: np.ndarray, scale: int,
         start = time.perf_counter()
         up = upscale_baseline(lr, size, name)
         outputs[name] = (batch(up), time.perf_counter() - start)
-    start = time.perf_counter()
-    pred = upscaler.upscale_tensor(batch(lr), outscale=scale)
-    outputs[MODEL_ROW] = (pred, time.perf_counter() - start)
-    if tuple(pred.shape[-2:]) != (hr.shape[0], hr.shape[1]):
-        raise ValueError(f"the model made {tuple(pred.shape[-2:])} from LR {lr.shape[:2]}, expected {hr.shape[:2]}")
+    models = upscaler if isinstance(upscaler, dict) else {MODEL_ROW: upscaler}
+    for row, model in models.items():
+        start = time.perf_counter()
+        pred = model.upscale_tensor(batch(lr), outscale=scale)
+        outputs[row] = (pred, time.perf_counter() - start)
+        if tuple(pred.shape[-2:]) != (hr.shape[0], hr.shape[1]):
+            raise ValueError(f"the model made {tuple(pred.shape[-2:])} from LR {lr.shape[:2]}, expected {hr.shape[:2]}")
     target, megapixels = batch(hr), hr.shape[0] * hr.shape[1] / 1e6
     return {name: (psnr_y(out, target, scale).item(), ssim_y(out, target, scale).item(),
                    lpips_fn(out, target) if lpips_fn else None, seconds, megapixels)
             for name, (out, seconds) in outputs.items()}
 
 
-def evaluate(upscaler: Upscaler, paths: Sequence[Path], scale: int, lpips_fn: Metric | None = None, *,
+def evaluate(upscaler: Upscaler | dict[str, Upscaler], paths: Sequence[Path], scale: int, lpips_fn: Metric | None = None, *,
              progress: bool = False, on_error: Callable[[Path, UnetsrError], None] | None = None) -> list[Row]:
     """Mean scores per method over the photos: bilinear, bicubic, Lanczos and the model (in that order).
 
@@ -120,7 +125,8 @@ def evaluate(upscaler: Upscaler, paths: Sequence[Path], scale: int, lpips_fn: Me
 
     from .images import read_image  # noqa: PLC0415
 
-    upscaler.upscale_tensor(torch.zeros(1, 3, 32, 32), outscale=scale)  # warm-up: first calls are slow
+    for model in (upscaler.values() if isinstance(upscaler, dict) else [upscaler]):
+        model.upscale_tensor(torch.zeros(1, 3, 32, 32), outscale=scale)  # warm-up: first calls are slow
     scores: dict[str, list[tuple[float, float, float | None, float, float]]] = {}
     for path in tqdm(paths, desc="evaluating", unit="photo", file=sys.stderr, disable=not progress):
         try:
@@ -195,12 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _rows(models: Upscaler | dict[str, Upscaler]) -> dict[str, Upscaler]:
+    return models if isinstance(models, dict) else {MODEL_ROW: models}
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: the table on stdout; 1 with one line on stderr on a bad checkpoint, folder or photo."""
     args = build_parser().parse_args(argv)
     import torch  # noqa: PLC0415 - after parsing, so that --help is fast
 
     from .data import find_images  # noqa: PLC0415
+    from .models import installed, shipped_name_for, shipped_upscaler  # noqa: PLC0415
     from .upscaler import Upscaler  # noqa: PLC0415
 
     skipped: list[Path] = []
@@ -210,14 +221,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: skipped: {one_line(first_line(exc))}", file=sys.stderr)
 
     try:
-        upscaler = Upscaler.from_checkpoint(args.checkpoint, device="cpu", precision=args.precision,
-                                            tile=args.tile or None)
+        options = dict(device="cpu", precision=args.precision, tile=args.tile or None)
+        if args.checkpoint:
+            upscaler = Upscaler.from_checkpoint(args.checkpoint, **options)
+            models: Upscaler | dict[str, Upscaler] = upscaler
+        else:  # the shipped models: each one that can serve this scale, the chosen one first
+            chosen = shipped_name_for(args.scale or 2)
+            names = [chosen] + [n for n in installed() if n != chosen and args.scale and args.scale >= int(n[1:])]
+            models = {f"{MODEL_ROW} {n}": shipped_upscaler(name=n, **options) for n in names}
+            upscaler = next(iter(models.values()))
+            models = models if len(models) > 1 else upscaler
         paths = find_images(args.hr)[: args.limit]
         if not paths:
             raise FileNotFoundError(f"no images in {' '.join(args.hr)}")
         scale = args.scale or upscaler.scale
         lpips_fn, note = (None, "skipped (--no-lpips)") if args.no_lpips else lpips_metric()
-        rows = evaluate(upscaler, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip)
+        rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip)
     except (UnetsrError, OSError) as exc:
         return fail(PROG, first_line(exc))
     except KeyboardInterrupt:
@@ -228,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     photos = f"{count} photo{'s' * (count != 1)}" + (f" ({len(skipped)} skipped)" if skipped else "")
     print(f"{photos}, x{scale}, LR by antialiased bicubic (8-bit), border of {scale} px shaved, "
-          f"model in {upscaler.precision} on {threads} CPU threads", file=sys.stderr, flush=True)
+          f"model in {upscaler.precision} on {threads} CPU threads; "
+          f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
+          file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,
             "lr": "antialiased bicubic (PIL), rounded to 8 bits", "threads": threads,
             "precision": upscaler.precision, "checkpoint": args.checkpoint or "shipped", "lpips_note": note or None}

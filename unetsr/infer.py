@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import scaleout
-from .cli import float_in, int_in, one_line, prog_name
+from .cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
 from .errors import ImageError, UnetsrError, first_line
 from .images import DEFAULT_MAX_PIXELS, read_image, write_image
 from .jobs import (FORMATS, Job, collect_inputs, output_file_problem, output_is_file, output_suffix, plan_jobs,
@@ -68,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=RUNTIMES,
                    help="torch, or onnx (onnxruntime, float32; pip install 'unetsr[onnx]'); "
                         "default: onnx for a .onnx --checkpoint, else torch")
-    p.add_argument("--tile", type=int_in(0), default=512, metavar="N",
-                   help="process in N×N tiles to bound memory; 0 = whole image at once (default 512)")
-    p.add_argument("--tile-overlap", type=int_in(0), default=32, metavar="M",
-                   help="context pixels around each tile (default 32)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-                   help="default auto: cuda, then mps, then cpu")
+    add_tiling_arguments(p)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="number format: auto (default) is bfloat16 with channels_last on CPUs that compute it "
                         "natively, float32 elsewhere")
@@ -99,7 +94,7 @@ def _label() -> str:
 
 def _say(text: str, stream=None) -> None:
     """Print one line (control characters in file names escaped) without breaking a progress bar."""
-    tqdm.write(one_line(text), file=stream or sys.stderr)
+    tqdm.write(one_line(text) + "\n", file=stream or sys.stderr, end="")  # one write: whole lines under torchrun
 
 
 @contextmanager
@@ -147,18 +142,25 @@ def pick_runtime(runtime: str | None, checkpoint: str | None) -> str:
 
 
 def load_upscaler(checkpoint: str | None, device: str, half: bool, precision: str, tile: int, tile_overlap: int,
-                  note: Callable[[str], None], runtime: str = "torch") -> Upscaler:
-    """The Upscaler asked for; --half is dropped on the CPU, with a line through `note`."""
+                  note: Callable[[str], None], runtime: str = "torch", scale: float | None = None) -> Upscaler:
+    """The Upscaler asked for (without a checkpoint: the shipped model chosen for `scale`); --half is
+    dropped on the CPU, with a line through `note`."""
+    from .models import shipped_upscaler
     from .upscaler import Upscaler, pick_device
 
     if runtime == "onnx":
         from .onnx_runtime import load_onnx
 
-        return Upscaler(load_onnx(checkpoint, device), tile=tile or None, tile_overlap=tile_overlap)
+        upscaler = Upscaler(load_onnx(checkpoint, device), tile=tile or None, tile_overlap=tile_overlap)
+        upscaler.name = Path(str(checkpoint)).name
+        return upscaler
     chosen = pick_device(device)
     gpu_half = half and chosen.type != "cpu"
     options = upscaler_options(Upscaler, str(chosen), gpu_half, precision, tile, tile_overlap)
-    upscaler = Upscaler.from_checkpoint(checkpoint, **options)
+    if checkpoint is None:
+        upscaler = shipped_upscaler(scale, **options)
+    else:
+        upscaler = Upscaler.from_checkpoint(checkpoint, **options)
     if half and not gpu_half:
         note("--half is ignored on the CPU")
     return upscaler
@@ -222,7 +224,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         device = scaleout.start(rank, args.device) if runtime == "torch" else args.device
         upscaler = load_upscaler(args.checkpoint, device, args.half, args.precision, args.tile,
-                                 args.tile_overlap, note, runtime)
+                                 args.tile_overlap, note, runtime, args.scale)
     except (UnetsrError, OSError, ValueError, RuntimeError) as exc:
         _say(f"{label}: error: {_reason(exc)}")
         return 1
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 for text in notes:
                     _say(f"{label}: warning: {name}: {text}")
                 if not args.quiet:
-                    _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, "
+                    _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, {upscaler.name}, "
                          f"{time.perf_counter() - start:.1f} s)", sys.stdout)
             bar.update()
 

@@ -70,6 +70,8 @@ class Upscaler:
     runs its own copy of `model`: the caller's model is never moved, cast or switched to eval.
     """
 
+    name: str = "model"  # what to call the model in messages: "shipped x4 model", "best.pt", ...
+
     def __init__(self, model: UNetSR, device: str = "auto", precision: str = "auto", half: bool = False,
                  tile: int | None = None, tile_overlap: int = 32) -> None:
         if not isinstance(model, nn.Module):  # a runtime that runs the whole model itself (onnx_runtime.OnnxModel)
@@ -91,7 +93,9 @@ class Upscaler:
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs) -> "Upscaler":
         """An Upscaler for the checkpoint at `path`, or for the shipped default model when None."""
         ckpt = load_default() if path is None else load_checkpoint(path)
-        return cls(ckpt.model, **kwargs)
+        upscaler = cls(ckpt.model, **kwargs)
+        upscaler.name = "shipped x2 model" if path is None else Path(path).name
+        return upscaler
 
     @property
     def scale(self) -> int:
