@@ -78,3 +78,19 @@ def test_bf16_inference_of_the_shipped_model_stays_within_one_level_of_fp32() ->
     assert diff.max() < 1 / 255 and diff.mean() < 0.05 / 255  # on the val photos: 0.57/255 and 0.016/255
     change = psnr_y(as_batch(bf16), as_batch(hr), 2).item() - psnr_y(as_batch(fp32), as_batch(hr), 2).item()
     assert abs(change) < 0.01
+
+
+def test_the_shipped_x4_model_loads_and_beats_bicubic_at_x4() -> None:
+    from unetsr.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
+    from unetsr.lowres import make_lr, upscale_baseline
+    from unetsr.models import shipped_upscaler
+
+    path = WEIGHTS_DIR / "unetsr_x4.pt"
+    assert path.stat().st_size < 10 * 2**20 and sha256_of(path) == SHIPPED["x4"]
+    assert load_shipped("x4").model.config.scale == 4
+    up = shipped_upscaler(4.0, device="cpu")
+    assert up.scale == 4 and up.passes_for(4.0) == 1
+    hr, lr = make_lr(photo_like(192, 256, seed=3), 4)
+    model = psnr_y(up.upscale_tensor(as_batch(lr), 4.0), as_batch(hr), 4).item()
+    bicubic = psnr_y(as_batch(upscale_baseline(lr, (256, 192))), as_batch(hr), 4).item()
+    assert model > bicubic + 0.5, (model, bicubic)
