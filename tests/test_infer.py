@@ -526,15 +526,10 @@ def test_animations_and_multi_page_files_are_refused(capsys, tmp_path: Path, tin
     assert not list(tmp_path.glob("moving_x2*"))
 
 
-def test_precision_reaches_the_upscaler_when_it_takes_one(capsys, photo_png: Path, tiny_checkpoint) -> None:
-    class Old:
-        def __init__(self, model, device="auto", half=False, tile=None, tile_overlap=32) -> None: ...
+def test_precision_reaches_the_upscaler(capsys, photo_png: Path, tiny_checkpoint) -> None:
+    from unetsr.upscaler import Upscaler
 
-    class New:
-        def __init__(self, model, device="auto", precision="auto", half=False, tile=None, tile_overlap=32) -> None: ...
-
-    assert "precision" not in upscaler_options(Old, "cpu", False, "bf16", 0, 32)
-    assert upscaler_options(New, "cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
+    assert upscaler_options(Upscaler, "cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
                                                                  "tile_overlap": 8, "precision": "bf16"}
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
     assert code == 0, err

@@ -12,7 +12,6 @@ each process on its own GPU or share of the CPU cores, with one summary at the e
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 import warnings
@@ -129,10 +128,9 @@ def _times() -> str:
 
 def upscaler_options(upscaler_class: type, device: str, half: bool, precision: str, tile: int,
                      tile_overlap: int) -> dict[str, object]:
-    """Keyword arguments for `upscaler_class`; `precision` only when its signature takes it."""
-    options: dict[str, object] = {"device": device, "half": half, "tile": tile or None, "tile_overlap": tile_overlap}
-    if "precision" in inspect.signature(upscaler_class).parameters:
-        options["precision"] = precision
+    """Keyword arguments for `upscaler_class` from the command line's settings."""
+    options: dict[str, object] = {"device": device, "half": half, "tile": tile or None, "tile_overlap": tile_overlap,
+                                  "precision": precision}
     return options
 
 

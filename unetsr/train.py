@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog_name("train"), description=__doc__.split("\n\n")[0],
                                 epilog="Precedence: flags, then --recipe, then the backbone's defaults "
                                        f"({BACKBONE_DEFAULTS['random']} for --backbone random), then the above.")
-    p.add_argument("--data", nargs="+", help="folder(s) of training photos (or from --recipe)")
+    p.add_argument("--data", nargs="+", help="folder(s) of training photos (required)")
     p.add_argument("--val", nargs="*", help="folder(s) of validation photos")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, last.pt, best.pt")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, ModelConfig, bool, 
     model_cfg = ModelConfig.from_dict({**recipe["model"], **model_given})
     train_values = {**BACKBONE_DEFAULTS.get(model_cfg.backbone, {}), **recipe["train"], **given}
     if not train_values.get("data"):
-        raise ValueError("--data is required (or a --recipe that names it)")
+        raise ValueError("--data is required: the folder(s) of training photos")
     for key in ("data", "val"):
         train_values[key] = tuple(train_values.get(key, ()))
     cfg = TrainConfig.from_dict({**train_values, "recipe": recipe_name or ""})

@@ -218,8 +218,7 @@ def _best_val(log_path: Path, reference: dict[str, float]) -> dict[str, float]:
     if not scored:
         return {}
     top = max(scored, key=lambda r: r["val_psnr"])
-    bicubic = {f"bicubic_{k}": v for k, v in reference.items()} or \
-        {k.replace("val_", ""): v for r in rows for k, v in r.items() if k.startswith("val_bicubic_")}
+    bicubic = {f"bicubic_{k}": v for k, v in reference.items()}
     return {"psnr": top["val_psnr"], "ssim": top["val_ssim"], "step": top["step"], **bicubic}
 
 
