@@ -1,7 +1,8 @@
-"""Inference on the CPU: seconds per output megapixel at several sizes, in fp32 and bf16, with what
-a whole `python -m unetsr.infer` run adds, memory, and same-run references to scale the figures by.
+"""Inference on the CPU: seconds per output megapixel at several sizes, in fp32, bf16 and through
+onnxruntime (the `infer --runtime onnx` path), with what a whole `python -m unetsr.infer` run adds,
+memory, and same-run references to scale the figures by.
 
-    python benchmarks/bench_infer.py [--checkpoint PATH] [--tile 512] [--precision fp32 bf16 auto] [--quick]
+    python benchmarks/bench_infer.py [--checkpoint PATH] [--tile 384] [--precision fp32 bf16 onnx auto] [--quick]
 
 Each size and precision runs in a fresh process. What each column includes:
 
@@ -9,7 +10,8 @@ Each size and precision runs in a fresh process. What each column includes:
   already loaded and warmed up (best of a few runs): the model's own speed.
 - PIL bicubic s, x bicubic: PIL's bicubic upscale of the same image (8-bit RGB), same process; the
   ratio carries over between machines far better than seconds do.
-- load s: reading the checkpoint and building the Upscaler.
+- load s: reading the checkpoint and building the Upscaler (for onnx: also exporting it to ONNX in
+  memory and opening the onnxruntime session, float32, onnxruntime's default threads).
 - decode + encode s: `read_image` of the input PNG and `write_image` of the output PNG.
 - end to end s: process start-up (a fresh interpreter importing torch and unetsr, measured once and
   shown above the table) + load + decode + upscale + encode: about what one
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import benchmark_model, bicubic_seconds, header, matmul_reference, photo_like_array  # noqa: E402
+from unetsr.cli import DEFAULT_TILE  # noqa: E402
 from unetsr.images import read_image, write_image  # noqa: E402
 from unetsr.precision import cpu_has_bf16  # noqa: E402
 from unetsr.upscaler import Upscaler  # noqa: E402
@@ -57,7 +60,13 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, repeats: in
     """Time loading, one upscale of an lr_h×lr_w photo-like image (best of `repeats`), decode and encode."""
     start = time.perf_counter()
     model, name = benchmark_model(checkpoint)
-    up = Upscaler(model, device="cpu", precision=precision, tile=tile or None)
+    if precision == "onnx":  # the exported graph in onnxruntime, tiled by the same Upscaler as infer does
+        from unetsr.onnx_export import onnx_bytes
+        from unetsr.onnx_runtime import OnnxModel
+
+        up = Upscaler(OnnxModel(onnx_bytes(model, {}), name=name), tile=tile or None)
+    else:
+        up = Upscaler(model, device="cpu", precision=precision, tile=tile or None)
     load = time.perf_counter() - start
     arr = photo_like_array(lr_h, lr_w)
     up.upscale_array(arr[:64, :64])  # warm-up
@@ -77,9 +86,19 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, repeats: in
         write_image(Path(tmp) / "out.png", replace(picture, rgb=out))
         encode = time.perf_counter() - start
     mp = out.shape[0] * out.shape[1] / 1e6
-    return {"model": name, "precision": up.precision, "out_mp": mp, "seconds": best, "s_per_mp": best / mp,
+    return {"model": name, "precision": "onnxruntime fp32" if precision == "onnx" else up.precision, "out_mp": mp, "seconds": best, "s_per_mp": best / mp,
             "bicubic": bicubic_seconds(lr_h, lr_w, up.scale), "load": load, "decode_encode": decode + encode,
             "rss_before_mb": before, "peak_mb": rss_mb()}
+
+
+def has_onnxruntime() -> bool:
+    """True when onnxruntime and onnx can be imported (pip install 'unetsr[onnx]')."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def startup_seconds() -> float:
@@ -96,10 +115,12 @@ def startup_seconds() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="checkpoint to measure (default: the shipped model)")
-    p.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default: 512)")
-    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "auto"),
-                   default=["fp32", "bf16"] if cpu_has_bf16() else ["fp32"],
-                   help="one row per size for each (default: fp32 and bf16 where the CPU has native bf16)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile size in LR pixels, 0 for none (default: {DEFAULT_TILE}, infer's)")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "onnx", "auto"),
+                   default=(["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]) + (["onnx"] if has_onnxruntime() else []),
+                   help="one row per size for each: torch fp32 or bf16, or onnx (onnxruntime, fp32) (default: fp32, "
+                        "bf16 where the CPU has native bf16, and onnx where onnxruntime is installed)")
     p.add_argument("--quick", action="store_true", help="only the two smallest sizes")
     p.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
     p.add_argument("--child-precision", help=argparse.SUPPRESS)

@@ -1,9 +1,11 @@
-"""Make the model card's comparison image: crops of bicubic, the model and the original, side by side.
+"""Make the model card's comparison images: crops of bicubic, the models and the original, side by side.
 
-    python benchmarks/side_by_side.py PHOTO --box X Y SIZE [--checkpoint PATH] [--out docs/side_by_side.png]
+    python benchmarks/side_by_side.py PHOTO --box X Y SIZE [--checkpoint PATH | --shipped x2 x2_jpeg]
+                                      [--jpeg Q] [--out docs/side_by_side.png]
 
-The photo is downscaled x2 (antialiased bicubic), upscaled back by bicubic and by the model, and the
-same SIZE×SIZE box of each is shown enlarged 2× with nearest-neighbour, so pixels stay visible.
+The photo is downscaled x2 (antialiased bicubic; with --jpeg, then saved as a JPEG at quality Q, as
+shared photos are), upscaled back by bicubic and by each model, and the same SIZE×SIZE box of each is
+shown enlarged 2× with nearest-neighbour, so pixels stay visible.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unetsr.fileio import atomic_write  # noqa: E402
 from unetsr.images import read_image  # noqa: E402
 from unetsr.lowres import make_lr, upscale_baseline  # noqa: E402
+from unetsr.models import shipped_upscaler  # noqa: E402
 from unetsr.upscaler import Upscaler  # noqa: E402
 
 
@@ -32,18 +35,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("photo")
     p.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), required=True)
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="a unetsr checkpoint (default: the shipped models named by --shipped)")
+    p.add_argument("--shipped", nargs="+", default=["x2"], help="shipped models to show (default: x2)")
+    p.add_argument("--jpeg", type=int, default=0, metavar="Q", help="save the LR as JPEG at quality Q first")
     p.add_argument("--zoom", type=int, default=2)
     p.add_argument("--out", default="docs/side_by_side.png")
     args = p.parse_args()
-    up = Upscaler.from_checkpoint(args.checkpoint, device="cpu", tile=512)
-    hr, lr = make_lr(read_image(args.photo).rgb, up.scale)
+    if args.checkpoint:
+        ups = {f"unetsr ({Path(args.checkpoint).name})": Upscaler.from_checkpoint(args.checkpoint, device="cpu", tile=512)}
+    else:
+        ups = {f"unetsr {name}": shipped_upscaler(name=name, device="cpu", tile=512) for name in args.shipped}
+    hr, lr = make_lr(read_image(args.photo).rgb, 2, args.jpeg)
     bicubic = upscale_baseline(lr, (hr.shape[1], hr.shape[0]), "bicubic")
-    model = up.upscale_array(lr, up.scale)
     x, y, s = args.box
-    panels = [("bicubic", to_pil(bicubic)), (f"unetsr x{up.scale}", to_pil(model)), ("original", to_pil(hr))]
+    source = f" of JPEG q{args.jpeg}" if args.jpeg else ""
+    panels = [(f"bicubic{source}", to_pil(bicubic))]
+    panels += [(name, to_pil(up.upscale_array(lr, 2))) for name, up in ups.items()]
+    panels += [("original", to_pil(hr))]
     z, label = args.zoom, 18
-    sheet = Image.new("RGB", (3 * s * z + 2 * 4, s * z + label), "white")
+    sheet = Image.new("RGB", (len(panels) * s * z + (len(panels) - 1) * 4, s * z + label), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (name, image) in enumerate(panels):
         crop = image.crop((x, y, x + s, y + s)).resize((s * z, s * z), Image.NEAREST)

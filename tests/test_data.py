@@ -53,7 +53,7 @@ def test_lr_is_a_downscale_of_hr(photo_dir: Path) -> None:
 def test_degradations_change_the_lr_only(photo_dir: Path) -> None:
     paths = find_images([photo_dir])
     clean = CropDataset(paths, crop=32, scale=2, seed=1)
-    damaged = CropDataset(paths, crop=32, scale=2, seed=1, degrade=True)
+    damaged = CropDataset(paths, crop=32, scale=2, seed=1, degrade="mild")
     changed = 0
     for i in range(6):
         (lr_c, hr_c), (lr_d, hr_d) = clean[i], damaged[i]
@@ -131,3 +131,33 @@ def test_validation_lr_is_the_evaluation_protocol(photo_dir: Path) -> None:
     lr, hr = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1)
     expected = make_lr(hr[0].permute(1, 2, 0).numpy(), 2)[1]
     assert np.allclose(lr[0].permute(1, 2, 0).numpy(), expected, atol=1e-6)
+
+
+def test_jpeg_validation_lr_is_the_saved_jpeg_of_the_clean_lr(photo_dir: Path) -> None:
+    from unetsr.degradations import jpeg_roundtrip
+
+    clean, hr = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1)
+    jpeg, hr_j = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1, quality=70)
+    assert torch.equal(hr, hr_j)
+    lr8 = np.round(clean[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.array_equal(np.round(jpeg[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), jpeg_roundtrip(lr8, 70))
+
+
+@pytest.mark.parametrize("preset", ["jpeg", "photo"])
+def test_a_degraded_item_is_the_same_every_time_and_its_hr_is_clean(photo_dir: Path, preset: str) -> None:
+    paths = find_images([photo_dir])
+    clean = CropDataset(paths, crop=32, scale=2, seed=2)
+    first, again = (CropDataset(paths, crop=32, scale=2, seed=2, degrade=preset) for _ in range(2))
+    for i in range(5):
+        (lr, hr), (lr2, hr2), (lr_c, hr_c) = first[i], again[i], clean[i]
+        assert torch.equal(lr, lr2) and torch.equal(hr, hr2) and torch.equal(hr, hr_c)
+    assert sum(not torch.equal(first[i][0], clean[i][0]) for i in range(5)) >= 3
+    with pytest.raises(UnetsrError, match="unknown degradation"):
+        CropDataset(paths, crop=32, scale=2, degrade="heavy")
+
+
+def test_old_runs_with_an_on_off_degrade_still_load() -> None:
+    from unetsr.recipes import TrainConfig
+
+    assert TrainConfig.from_dict({"data": ["a"], "out": "b", "degrade": True}).degrade == "mild"
+    assert TrainConfig.from_dict({"data": ["a"], "out": "b", "degrade": False}).degrade == "none"

@@ -174,3 +174,25 @@ def test_bad_numbers_are_refused_by_argparse(bad: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--hr", ".", *bad])
     assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_jpeg_degraded_lr_is_scored_from_the_saved_jpeg(photo_png: Path, tiny_checkpoint: Path, tiny_model, capsys,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Independently: the LR saved by Pillow at q60 and read back, upscaled by PIL bicubic.
+    hr, lr = hr_and_lr(photo_png)
+    saved = io.BytesIO()
+    Image.fromarray(np.round(lr * 255).astype(np.uint8)).save(saved, "JPEG", quality=60)
+    with Image.open(saved) as im:
+        bicubic = np.asarray(im.convert("RGB").resize((hr.shape[1], hr.shape[0]), Image.BICUBIC), np.float32) / 255
+    rows = rows_of(tiny_model, [photo_png], quality=60)
+    assert rows["bicubic"].psnr == pytest.approx(psnr_y_by_hand(bicubic, hr, 2), abs=0.05)
+    assert rows["bicubic"].psnr < rows_of(tiny_model, [photo_png])["bicubic"].psnr - 0.3
+
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "skipped"))
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--degrade", "jpeg",
+                          "--quality", "60", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    table = json.loads(captured.out)
+    assert table["jpeg_quality"] == 60 and "JPEG q60" in table["lr"] and "JPEG q60" in captured.err
+    psnr = {r["method"]: r["psnr"] for r in table["rows"]}
+    assert psnr["bicubic"] == pytest.approx(rows["bicubic"].psnr, abs=1e-6)

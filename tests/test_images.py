@@ -788,3 +788,16 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None
                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode in (143, -signal.SIGTERM), proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quantizing_in_bands_equals_the_whole_image_formula() -> None:
+    from unetsr.images import _quantize
+
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(-0.2, 1.2, (37, 5, 3)).astype(np.float32)
+    pixels[3, 2, 1], pixels[30, 0, 0], pixels[10, 4, 2] = np.nan, np.inf, -np.inf
+    for maximum, dtype in ((255, np.uint8), (65535, np.uint16)):
+        expected = np.clip(np.nan_to_num(pixels, nan=0, posinf=1, neginf=0) * maximum + 0.5, 0, maximum).astype(dtype)
+        got = _quantize(pixels, maximum, band=8)
+        assert got.dtype == dtype and np.array_equal(got, expected)
+    assert _quantize(pixels, 255)[30, 0, 0] == 255 and _quantize(pixels, 255)[3, 2, 1] == 0

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import photo_like
+from helpers import perturb_decoder, photo_like
 from unetsr import checkpoint as checkpoint_module
 from unetsr.checkpoint import save_checkpoint
 from unetsr.images import read_image
@@ -557,3 +557,39 @@ def test_python_warnings_become_one_line_each(capsys, monkeypatch, photo_png: Pa
     assert code == 0, err
     assert [line for line in err.splitlines() if "odd" in line] == ["unetsr.infer: warning: something odd"]
     assert "second line" not in err and "UserWarning" not in err
+
+
+# --- model choice per file ------------------------------------------------------------------------------------
+
+
+def test_each_file_gets_the_model_its_kind_asks_for_and_the_line_says_why(capsys, monkeypatch, tmp_path: Path,
+                                                                           tiny_model) -> None:
+    from unetsr import models
+
+    def fake_shipped(outscale=None, name=None, **kw):  # two different tiny models stand in for the shipped pair
+        model = tiny_model if name == "x2" else perturb_decoder(copy.deepcopy(tiny_model), seed=5)
+        up = Upscaler(model, device="cpu")
+        up.name = f"shipped {name} model"
+        return up
+
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x2_jpeg"])
+    monkeypatch.setattr(models, "shipped_upscaler", fake_shipped)
+    rgb = (photo_like(40, 56) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "shared.jpg", quality=75)
+    Image.fromarray(rgb).save(tmp_path / "camera.jpg", quality=95)
+    Image.fromarray(rgb).save(tmp_path / "clean.png")
+    code, out, err = run(capsys, tmp_path, "-o", tmp_path / "auto")
+    assert code == 0, err
+    lines = {Path(line.split(" -> ")[0]).name: line for line in out.splitlines()}
+    assert "shipped x2_jpeg model: JPEG q≈75," in lines["shared.jpg"]
+    assert "shipped x2 model: JPEG q≈95, high quality" in lines["camera.jpg"]
+    assert "shipped x2 model: not a JPEG," in lines["clean.png"]
+    code, out, err = run(capsys, tmp_path / "shared.jpg", "--model", "clean", "-o", tmp_path / "forced.png")
+    assert code == 0 and "shipped x2 model: --model clean" in out
+    assert not np.array_equal(pixels(tmp_path / "forced.png"), pixels(tmp_path / "auto" / "shared_x2.png"))
+
+
+def test_model_choice_and_a_checkpoint_contradict(capsys, photo_png: Path, tiny_checkpoint: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(photo_png), "--model", "jpeg", "--checkpoint", str(tiny_checkpoint)])
+    assert exit_info.value.code == 2 and "cannot be combined with --checkpoint" in capsys.readouterr().err

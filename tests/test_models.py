@@ -20,7 +20,76 @@ def test_shipped_models_are_recorded_and_chosen_by_name() -> None:
     assert "x2" in models.installed() and set(models.installed()) <= set(SHIPPED)
     for name in models.installed():
         up = models.shipped_upscaler(name=name, device="cpu")
-        assert up.scale == int(name[1:]) and up.name == f"shipped {name} model"
+        assert up.scale == models.model_scale(name) and up.name == f"shipped {name} model"
     assert models.shipped_upscaler(4.0, device="cpu").scale == (4 if "x4" in models.installed() else 2)
     with pytest.raises(CheckpointError, match="no shipped model"):
         load_shipped("x8")
+
+
+def _saved_jpeg(path, quality: int):
+    from PIL import Image
+    import numpy as np
+    from helpers import photo_like
+
+    Image.fromarray((photo_like(32, 40) * 255).astype(np.uint8)).save(path, quality=quality)
+    return path
+
+
+@pytest.mark.parametrize(("quality", "expected"), [(40, "x2_jpeg"), (models.JPEG_BELOW - 1, "x2_jpeg"),
+                                                   (models.JPEG_BELOW, "x2"), (97, "x2")])
+def test_jpegs_below_the_threshold_get_the_jpeg_model(monkeypatch, tmp_path, quality: int, expected: str) -> None:
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
+    choice = models.choose(_saved_jpeg(tmp_path / "a.jpg", quality), 2.0)
+    assert choice.name == expected and f"q≈{quality}" in choice.reason
+
+
+def test_other_files_and_forced_choices(monkeypatch, tmp_path, photo_png) -> None:
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
+    jpeg = _saved_jpeg(tmp_path / "b.jpg", 60)
+    assert models.choose(photo_png, 2.0) == models.Choice("x2", "not a JPEG")
+    assert models.choose(photo_png, 4.0).name == "x4"
+    assert models.choose(jpeg, 4.0) == models.Choice("x4", "JPEG q≈60; no JPEG model for x3 and up")
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x2_jpeg"])  # without the x4 model: x2_jpeg twice
+    assert models.choose(jpeg, 4.0).name == "x2_jpeg"
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
+    assert models.choose(photo_png, 2.0, "jpeg") == models.Choice("x2_jpeg", "--model jpeg")
+    assert models.choose(jpeg, 2.0, "clean") == models.Choice("x2", "--model clean")
+    renamed = tmp_path / "really_a_jpeg.png"  # the content decides, not the suffix
+    renamed.write_bytes(jpeg.read_bytes())
+    assert models.choose(renamed, 2.0).name == "x2_jpeg"
+    with pytest.raises(ValueError, match="unknown model choice"):
+        models.choose(jpeg, 2.0, "sharp")
+
+
+def test_without_a_jpeg_model_jpegs_get_the_clean_one_and_say_why(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(models, "installed", lambda: ["x2"])
+    choice = models.choose(_saved_jpeg(tmp_path / "c.jpg", 50), 2.0)
+    assert choice.name == "x2" and "no JPEG model" in choice.reason
+
+
+def test_the_picker_loads_each_model_once(monkeypatch, tmp_path, photo_png, tiny_model) -> None:
+    from unetsr.upscaler import Upscaler
+
+    loads: list[str] = []
+
+    def fake_shipped(outscale=None, name=None, **kw):
+        loads.append(name)
+        up = Upscaler(tiny_model, device="cpu")
+        up.name = f"shipped {name} model"
+        return up
+
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x2_jpeg"])
+    monkeypatch.setattr(models, "shipped_upscaler", fake_shipped)
+    picker = models.ModelPicker(2.0)
+    jpeg = _saved_jpeg(tmp_path / "d.jpg", 70)
+    picks = [picker.for_file(p) for p in (photo_png, jpeg, photo_png, jpeg)]
+    assert [up.name for up, _ in picks] == ["shipped x2 model", "shipped x2_jpeg model"] * 2
+    assert loads == ["x2", "x2_jpeg"] and picks[1][1] == "JPEG q≈70"
+    fixed = Upscaler(tiny_model, device="cpu")
+    assert models.ModelPicker(2.0, fixed=fixed).for_file(jpeg) == (fixed, "")
+
+
+def test_the_infer_help_states_the_threshold_in_use() -> None:
+    from unetsr.infer import build_parser
+
+    assert f"below {models.JPEG_BELOW} " in " ".join(build_parser().format_help().split())

@@ -401,3 +401,21 @@ def test_stopping_the_server_removes_its_files(server: Server) -> None:
     assert server.stop() == 128 + signal.SIGTERM
     assert server.work_folders() == []
     assert "Traceback" not in server.proc.stderr.read()
+
+
+def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkeypatch, tmp_path: Path,
+                                                                         photo_png: Path) -> None:
+    from unetsr import models as models_module
+    from unetsr import webjobs
+
+    picked: list[str] = []
+    monkeypatch.setattr(webjobs, "choose", lambda path, scale: picked.append((Path(path).name, scale))
+                        or models_module.Choice("x4" if scale >= 3 else "x2", "test"))
+    page_models = Models(device="cpu")
+    monkeypatch.setattr(webjobs.TrackedUpscaler, "from_checkpoint",
+                        classmethod(lambda cls, path, **kw: f"loaded {path.name if path else 'default x2'}"))
+    page_models.paths["x4"] = tmp_path / "unetsr_x4.pt"
+    assert page_models.get("auto", photo_png, 4.0) == "loaded unetsr_x4.pt"
+    assert page_models.get("auto", photo_png, 2.0) == "loaded default x2"
+    assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]
+    assert "JPEG quality" in page_models.labels()["auto"]

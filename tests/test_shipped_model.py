@@ -94,3 +94,29 @@ def test_the_shipped_x4_model_loads_and_beats_bicubic_at_x4() -> None:
     model = psnr_y(up.upscale_tensor(as_batch(lr), 4.0), as_batch(hr), 4).item()
     bicubic = psnr_y(as_batch(upscale_baseline(lr, (256, 192))), as_batch(hr), 4).item()
     assert model > bicubic + 0.5, (model, bicubic)
+
+
+def test_the_shipped_jpeg_model_is_intact_and_better_than_the_clean_one_on_a_jpeg(tmp_path: Path) -> None:
+    from unetsr.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
+    from unetsr.lowres import make_lr, upscale_baseline
+    from unetsr.models import shipped_upscaler
+
+    path = WEIGHTS_DIR / "unetsr_x2_jpeg.pt"
+    assert path.stat().st_size < 10 * 2**20 and sha256_of(path) == SHIPPED["x2_jpeg"]
+    assert load_shipped("x2_jpeg").model.config == load_shipped("x2").model.config
+    hr, lr = make_lr(photo_like(192, 256, seed=13), 2, quality=75)
+    target = as_batch(hr)
+
+    def score(image) -> float:
+        return psnr_y(as_batch(image) if isinstance(image, np.ndarray) else image, target, 2).item()
+
+    jpeg_model = score(shipped_upscaler(name="x2_jpeg", device="cpu").upscale_tensor(as_batch(lr)))
+    clean_model = score(shipped_upscaler(name="x2", device="cpu").upscale_tensor(as_batch(lr)))
+    bicubic = score(upscale_baseline(lr, (256, 192)))
+    assert jpeg_model > bicubic + 0.3 and jpeg_model > clean_model + 0.3, (jpeg_model, clean_model, bicubic)
+
+    photo = tmp_path / "shared.jpg"  # and infer picks it for a q75 JPEG without a flag
+    Image.fromarray((photo_like(48, 64) * 255).astype(np.uint8)).save(photo, quality=75)
+    proc = subprocess.run([sys.executable, "-m", "unetsr.infer", str(photo)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "shipped x2_jpeg model: JPEG q≈75" in proc.stdout, proc.stderr

@@ -149,11 +149,16 @@ def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_pat
     cfg, model_cfg, _, _ = parse_args(["--recipe", "x2", "--data", str(photos), "--out", str(tmp_path), "--lr", "5e-4"])
     assert cfg.lr == 5e-4 and cfg.recipe == "x2" and cfg.steps == recipe["train"]["steps"]
     assert list(model_cfg.widths) == recipe["model"]["widths"]
+    cfg, model_cfg, _, _ = parse_args(["--recipe", "x2_jpeg", "--data", str(photos), "--out", str(tmp_path)])
+    assert (cfg.degrade, cfg.val_quality) == ("photo", 75) and model_cfg == ModelConfig.from_dict(recipe["model"])
+    cfg, _, _, _ = parse_args(["--data", str(photos), "--out", str(tmp_path), "--degrade", "jpeg", "--val-quality", "60"])
+    assert (cfg.degrade, cfg.val_quality) == ("jpeg", 60)
 
 
 @pytest.mark.parametrize("flags", [["--batch", "0"], ["--log-every", "0"], ["--ckpt-every", "0"], ["--val-every", "0"],
                                    ["--min-crop", "-5"], ["--widths", "0", "0", "0", "0", "0"], ["--steps", "0"],
-                                   ["--lr", "nan"], ["--recipe", "nope"]])
+                                   ["--lr", "nan"], ["--recipe", "nope"], ["--degrade", "heavy"],
+                                   ["--val-quality", "101"]])
 def test_bad_flags_are_refused_in_one_line(photos: Path, tmp_path: Path, flags: list[str],
                                            capsys: pytest.CaptureFixture) -> None:
     try:

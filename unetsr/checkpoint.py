@@ -30,7 +30,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
 DEFAULT_SHA256: str | None = "407d41c66a6248148e705ea5698db182a1cd7bc8dc5f6f4943bb5cc971b57fe1"
 X4_SHA256: str | None = "610b13ef3542fc36d59006e818d901194e08e6ad1992d63b889abf8a2e7d4aa1"
-SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256}  # unetsr/weights/unetsr_<name>.pt
+X2_JPEG_SHA256: str | None = "5989a4b14b1caacc2ad836190e27c6dc156f541eb2072655f716ff9c8717545a"
+SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256}  # unetsr/weights/unetsr_<name>.pt
 
 
 @dataclass

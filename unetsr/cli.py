@@ -68,10 +68,15 @@ def prog_name(module: str) -> str:
 
 
 
+DEFAULT_TILE = 384
+"""LR pixels per tile side: a 12 MP output peaks at 1.36 GB RSS in bf16 (1.58 GB with 512) at no loss of
+speed on a 2-core CPU (benchmarks/bench_infer.py; README, inference speed and memory)."""
+
+
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
     """--tile, --tile-overlap and --device, the same for every front that upscales (infer, serve)."""
-    parser.add_argument("--tile", type=int_in(0), default=512, metavar="N",
-                        help="process in N×N tiles to bound memory; 0 = whole image at once (default 512)")
+    parser.add_argument("--tile", type=int_in(0), default=DEFAULT_TILE, metavar="N",
+                        help=f"process in N×N tiles to bound memory; 0 = whole image at once (default {DEFAULT_TILE})")
     parser.add_argument("--tile-overlap", type=int_in(0), default=32, metavar="M",
                         help="context pixels around each tile (default 32)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",

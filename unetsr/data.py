@@ -9,7 +9,6 @@ and downscaling also averages away the photo's own noise and JPEG artefacts.
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from .degradations import PRESETS, apply
 from .errors import UnetsrError
 from .images import is_image_path, read_image
 from .lowres import make_lr, resize
@@ -75,24 +75,27 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 class CropDataset(Dataset):
     """Item i: a random square crop of a random photo, of side log-uniform in [min_crop, max_crop]
     (max_crop 0: the photo's short side) at the photo's own resolution, downscaled to `crop`, randomly
-    flipped and rotated, paired with its LR made by a randomly chosen downscaler.
+    flipped and rotated, paired with its LR made by a randomly chosen downscaler and, if `degrade`
+    names a preset of `degradations.PRESETS` other than 'none', damaged by it (JPEG, noise, blur).
 
     Decoded photos are kept in a per-process cache of at most `cache_mb`, so small sets are decoded
     once and large ones stream from disk.
     """
 
     def __init__(self, paths: Sequence[Path], crop: int = 96, scale: int = 2, min_crop: int | None = None,
-                 seed: int = 0, degrade: bool = False, cache_mb: int = 1024, max_crop: int = 0,
+                 seed: int = 0, degrade: str = "none", cache_mb: int = 1024, max_crop: int = 0,
                  photo_downscale: float = 1.0) -> None:
         if not paths:
             raise UnetsrError("no training images found")
         if crop % scale:
             raise UnetsrError(f"crop {crop} must be a multiple of the scale {scale}")
+        if degrade not in PRESETS:
+            raise UnetsrError(f"unknown degradation {degrade!r}; one of {', '.join(PRESETS)}")
         self.min_crop = min_crop or crop
         if self.min_crop < crop:
             raise UnetsrError(f"min crop {self.min_crop} is smaller than the crop {crop}: HR crops are never upsampled")
         self.paths, self.crop, self.scale, self.max_crop = list(paths), crop, scale, max_crop
-        self.seed, self.degrade, self.photo_downscale = seed, degrade, photo_downscale
+        self.seed, self.degrade, self.photo_downscale = seed, PRESETS[degrade], photo_downscale
         self.cache_bytes = cache_mb * 2**20
         self._cache: OrderedDict[Path, Image.Image | np.ndarray] = OrderedDict()
         self._bad: set[Path] = set()
@@ -113,8 +116,9 @@ class CropDataset(Dataset):
         hr = np.rot90(hr[:, ::-1] if rng.random() < 0.5 else hr, k=int(rng.integers(4)))
         hr_t = to_tensor(hr)
         lr_t = downscale(hr_t[None], self.scale, DOWNSCALE_MODES[rng.integers(len(DOWNSCALE_MODES))])[0]
-        if self.degrade:
-            lr_t = degrade(lr_t, rng)
+        if self.degrade is not None:
+            lr8 = np.round(lr_t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            lr_t = to_tensor(apply(lr8, self.degrade, rng))
         return lr_t, hr_t
 
     def crop_side(self, short: int, rng: np.random.Generator) -> int:
@@ -163,25 +167,6 @@ def _nbytes(image: Image.Image | np.ndarray) -> int:
     return image.nbytes if isinstance(image, np.ndarray) else image.width * image.height * 3
 
 
-def degrade(lr: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Mild real-world damage to an LR crop, each kind with probability 1/2: blur, noise, JPEG."""
-    if rng.random() < 0.5:
-        sigma = rng.uniform(0.3, 1.2)
-        k = torch.exp(-torch.arange(-2, 3, dtype=torch.float32) ** 2 / (2 * sigma**2))
-        k = (k / k.sum()).view(1, 1, 1, 5)
-        x = F.pad(lr[:, None], (2, 2, 2, 2), mode="replicate")
-        lr = F.conv2d(F.conv2d(x, k), k.transpose(2, 3))[:, 0]
-    if rng.random() < 0.5:
-        noise = torch.from_numpy(rng.normal(0, rng.uniform(0.002, 0.02), lr.shape).astype(np.float32))
-        lr = (lr + noise).clamp(0, 1)
-    if rng.random() < 0.5:
-        buf = io.BytesIO()
-        Image.fromarray((lr.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(
-            buf, "JPEG", quality=int(rng.integers(60, 96)))
-        lr = to_tensor(np.asarray(Image.open(buf).convert("RGB")))
-    return (lr.clamp(0, 1) * 255).round() / 255
-
-
 class StepBatchSampler(Sampler[list[int]]):
     """Yields the item indices of steps start..steps-1 for one rank: step k, rank r of w gets items
     (k·w + r)·batch ... + batch - 1. Resuming at step k therefore sees exactly the same data."""
@@ -199,9 +184,10 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def validation_crops(paths: Sequence[Path], crop: int = 192, scale: int = 2, per_image: int = 4,
-                     seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
+                     seed: int = 1234, quality: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed (LR, HR) set: `per_image` native-resolution crops per photo at seeded positions, LR by
-    `lowres.make_lr` (the evaluation protocol). The same files give the same crops on every run."""
+    `lowres.make_lr` (the evaluation protocol; saved as JPEG at `quality` if > 0). The same files give
+    the same crops on every run."""
     hrs = []
     for i, path in enumerate(paths):
         try:
@@ -218,5 +204,5 @@ def validation_crops(paths: Sequence[Path], crop: int = 192, scale: int = 2, per
     if not hrs:
         raise UnetsrError("no validation images could be read")
     side = min(min(a.shape[:2]) for a in hrs)
-    pairs = [make_lr(a[:side, :side], scale) for a in hrs]
+    pairs = [make_lr(a[:side, :side], scale, quality) for a in hrs]
     return (torch.stack([to_tensor(lr) for _, lr in pairs]), torch.stack([to_tensor(hr) for hr, _ in pairs]))

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli import fail, int_in, one_line, positive_int, prog_name
+from .cli import DEFAULT_TILE, fail, int_in, one_line, positive_int, prog_name
 from .errors import ImageError, UnetsrError, first_line
 
 if TYPE_CHECKING:  # torch is imported only once the command line has been parsed (fast --help)
@@ -79,8 +79,10 @@ def lpips_metric() -> tuple[Metric | None, str]:
 
 
 def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, scale: int,
-                lpips_fn: Metric | None = None) -> dict[str, tuple[float, float, float | None, float, float]]:
-    """Each method's (PSNR-Y, SSIM-Y, LPIPS, seconds, output MP) on one HR photo (float H×W×3 in [0, 1]).
+                lpips_fn: Metric | None = None,
+                quality: int = 0) -> dict[str, tuple[float, float, float | None, float, float]]:
+    """Each method's (PSNR-Y, SSIM-Y, LPIPS, seconds, output MP) on one HR photo (float H×W×3 in [0, 1]),
+    its LR saved as a JPEG at `quality` first if that is > 0.
 
     `upscaler` is one model (the row MODEL_ROW) or several by row name (e.g. the x4 model and the x2 twice).
     """
@@ -92,7 +94,7 @@ def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, sc
     def batch(arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
-    hr, lr = make_lr(hr_rgb, scale)
+    hr, lr = make_lr(hr_rgb, scale, quality)
     size = (hr.shape[1], hr.shape[0])
     outputs: dict[str, tuple[torch.Tensor, float]] = {}
     for name in BASELINES:
@@ -113,10 +115,12 @@ def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, sc
 
 
 def evaluate(upscaler: Upscaler | dict[str, Upscaler], paths: Sequence[Path], scale: int, lpips_fn: Metric | None = None, *,
-             progress: bool = False, on_error: Callable[[Path, UnetsrError], None] | None = None) -> list[Row]:
+             progress: bool = False, on_error: Callable[[Path, UnetsrError], None] | None = None,
+             quality: int = 0) -> list[Row]:
     """Mean scores per method over the photos: bilinear, bicubic, Lanczos and the model (in that order).
 
-    Photos are read with images.read_image (16-bit kept) and their LR made by lowres.make_lr. A photo
+    Photos are read with images.read_image (16-bit kept) and their LR made by lowres.make_lr (saved as
+    JPEG at `quality` if > 0, the compressed inputs people have). A photo
     that cannot be read or is too small raises ImageError, or is passed to `on_error` and left out.
     """
     import numpy as np  # noqa: PLC0415
@@ -139,7 +143,7 @@ def evaluate(upscaler: Upscaler | dict[str, Upscaler], paths: Sequence[Path], sc
                 raise
             on_error(path, exc)
             continue
-        for name, values in score_photo(upscaler, rgb, scale, lpips_fn).items():
+        for name, values in score_photo(upscaler, rgb, scale, lpips_fn, quality).items():
             scores.setdefault(name, []).append(values)
     rows = []
     for name, values in scores.items():
@@ -189,12 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", nargs="+", required=True, metavar="FOLDER", help="folder(s) of high-resolution photos")
     p.add_argument("--checkpoint", metavar="PATH", help="unetsr checkpoint (default: the shipped model)")
     p.add_argument("--scale", type=int_in(2, 16), metavar="S", help="upscaling factor (default: the model's)")
-    p.add_argument("--tile", type=int_in(0), default=512, metavar="N",
+    p.add_argument("--tile", type=int_in(0), default=DEFAULT_TILE, metavar="N",
                    help="tile size for the model in LR pixels, 0 for none (default: %(default)s)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N photos (sorted)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="the model's number format; auto: bf16 on CPUs with native bf16, else fp32 "
                         "(default: %(default)s)")
+    p.add_argument("--degrade", choices=("none", "jpeg"), default="none",
+                   help="jpeg: save each LR as a JPEG (4:2:0, Pillow) at --quality before upscaling (default: %(default)s)")
+    p.add_argument("--quality", type=int_in(1, 100), default=75, metavar="Q",
+                   help="JPEG quality for --degrade jpeg (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--format", choices=FORMATS, default="md", help="table format on stdout (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -211,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # noqa: PLC0415 - after parsing, so that --help is fast
 
     from .data import find_images  # noqa: PLC0415
-    from .models import installed, shipped_name_for, shipped_upscaler  # noqa: PLC0415
+    from .models import choose_for_quality, installed, model_scale, shipped_upscaler  # noqa: PLC0415
     from .upscaler import Upscaler  # noqa: PLC0415
 
     skipped: list[Path] = []
+    quality = args.quality if args.degrade == "jpeg" else 0
+    lr_text = "antialiased bicubic (PIL), rounded to 8 bits" + (f", saved as JPEG q{quality} 4:2:0" if quality else "")
 
     def skip(path: Path, exc: UnetsrError) -> None:
         skipped.append(path)
@@ -225,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:
             upscaler = Upscaler.from_checkpoint(args.checkpoint, **options)
             models: Upscaler | dict[str, Upscaler] = upscaler
-        else:  # the shipped models: each one that can serve this scale, the chosen one first
-            chosen = shipped_name_for(args.scale or 2)
-            names = [chosen] + [n for n in installed() if n != chosen and args.scale and args.scale >= int(n[1:])]
+        else:  # the shipped models: each one that can serve this scale, the one `infer` would pick first
+            chosen = choose_for_quality(args.scale or 2, quality or None).name
+            names = [chosen] + [n for n in installed() if n != chosen and (args.scale or 2) >= model_scale(n)]
             models = {f"{MODEL_ROW} {n}": shipped_upscaler(name=n, **options) for n in names}
             upscaler = next(iter(models.values()))
             models = models if len(models) > 1 else upscaler
@@ -236,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no images in {' '.join(args.hr)}")
         scale = args.scale or upscaler.scale
         lpips_fn, note = (None, "skipped (--no-lpips)") if args.no_lpips else lpips_metric()
-        rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip)
+        rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip, quality=quality)
     except (UnetsrError, OSError) as exc:
         return fail(PROG, first_line(exc))
     except KeyboardInterrupt:
@@ -246,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     count = len(paths) - len(skipped)
     threads = torch.get_num_threads()
     photos = f"{count} photo{'s' * (count != 1)}" + (f" ({len(skipped)} skipped)" if skipped else "")
-    print(f"{photos}, x{scale}, LR by antialiased bicubic (8-bit), border of {scale} px shaved, "
+    print(f"{photos}, x{scale}, LR by {lr_text}, border of {scale} px shaved, "
           f"model in {upscaler.precision} on {threads} CPU threads; "
           f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
           file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,
-            "lr": "antialiased bicubic (PIL), rounded to 8 bits", "threads": threads,
+            "lr": lr_text, "jpeg_quality": quality or None, "threads": threads,
             "precision": upscaler.precision, "checkpoint": args.checkpoint or "shipped", "lpips_note": note or None}
     print(format_table(rows, args.format, info), flush=True)
     if note:  # after the table, as a footnote to its LPIPS column

@@ -348,21 +348,25 @@ def _reset_orientation(exif: bytes) -> bytes | None:
 
 def _output_pixels(picture: Picture, fmt: str) -> np.ndarray:
     """H×W×C in [0, 1] as the format will store it: grey (C=1, 2) for a grey source, alpha last (C=2, 4)."""
-    colour = np.nan_to_num(np.asarray(picture.rgb, dtype=np.float32))
-    alpha = None if picture.alpha is None else np.nan_to_num(np.asarray(picture.alpha, dtype=np.float32))
+    colour = np.asarray(picture.rgb, dtype=np.float32)  # no copy: _quantize turns NaN into 0 band by band
+    alpha = None if picture.alpha is None else np.asarray(picture.alpha, dtype=np.float32)
     if fmt == "jpeg" and alpha is not None:  # JPEG has no transparency: composite onto white
-        a = np.clip(alpha, 0, 1)[..., None]
-        colour, alpha = colour * a + (1 - a), None
+        a = np.clip(np.nan_to_num(alpha), 0, 1)[..., None]
+        colour, alpha = np.nan_to_num(colour) * a + (1 - a), None
     if picture.grayscale:
         grey = (colour @ _LUMA)[..., None]
         colour = grey if fmt != "webp" else np.repeat(grey, 3, axis=2)  # WebP stores colour only
     return colour if alpha is None else np.concatenate([colour, alpha[..., None]], axis=2)
 
 
-def _quantize(pixels: np.ndarray, maximum: int) -> np.ndarray:
-    """Round [0, 1] floats to integers 0..maximum (255 or 65535), clipping anything outside."""
-    dtype = np.uint8 if maximum == 255 else np.uint16
-    return np.ascontiguousarray(np.clip(pixels * maximum + 0.5, 0, maximum).astype(dtype))
+def _quantize(pixels: np.ndarray, maximum: int, band: int = 256) -> np.ndarray:
+    """Round [0, 1] floats to integers 0..maximum (255 or 65535), clipping anything outside, NaN to 0.
+    Done in bands of `band` rows, so a 12 MP image needs no full-size float temporaries (memory)."""
+    out = np.empty(pixels.shape, np.uint8 if maximum == 255 else np.uint16)
+    for top in range(0, pixels.shape[0], band):
+        rows = np.nan_to_num(pixels[top:top + band], nan=0.0, posinf=1.0, neginf=0.0) * maximum
+        out[top:top + band] = np.clip(rows + 0.5, 0, maximum)
+    return out
 
 
 def _icc_fits(icc: bytes, pixels: np.ndarray) -> bool:

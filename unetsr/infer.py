@@ -32,6 +32,7 @@ from .jobs import (FORMATS, Job, collect_inputs, output_file_problem, output_is_
                    size_problem)
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are good: -h and usage errors stay instant
+    from .models import ModelPicker
     from .upscaler import Upscaler
 
 MAX_SCALE = 16  # x16 is already four passes of an x2 model; beyond it the 400 MP output limit is near anyway
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"upscaling factor, any number > 1 and up to {MAX_SCALE} (default: the model's own scale)")
     p.add_argument("--checkpoint", metavar="PATH",
                    help="unetsr checkpoint, or an ONNX model from python -m unetsr.export (default: the shipped model)")
+    p.add_argument("--model", choices=("auto", "clean", "jpeg"), default="auto",
+                   help="which shipped model: auto (default) picks the JPEG model for JPEGs of estimated quality "
+                        "below 90 and the clean one for the rest; clean or jpeg forces one")
     p.add_argument("--runtime", choices=RUNTIMES,
                    help="torch, or onnx (onnxruntime, float32; pip install 'unetsr[onnx]'); "
                         "default: onnx for a .onnx --checkpoint, else torch")
@@ -139,11 +143,12 @@ def pick_runtime(runtime: str | None, checkpoint: str | None) -> str:
     return runtime or ("onnx" if checkpoint and Path(checkpoint).suffix.lower() == ".onnx" else "torch")
 
 
-def load_upscaler(checkpoint: str | None, device: str, half: bool, precision: str, tile: int, tile_overlap: int,
-                  note: Callable[[str], None], runtime: str = "torch", scale: float | None = None) -> Upscaler:
-    """The Upscaler asked for (without a checkpoint: the shipped model chosen for `scale`); --half is
-    dropped on the CPU, with a line through `note`."""
-    from .models import shipped_upscaler
+def load_models(checkpoint: str | None, device: str, half: bool, precision: str, tile: int, tile_overlap: int,
+                note: Callable[[str], None], runtime: str = "torch", scale: float | None = None,
+                model: str = "auto") -> ModelPicker:
+    """The models asked for: a --checkpoint (torch or ONNX) for every file, or the shipped ones picked per
+    file by `model` (auto: by scale and JPEG quality); --half is dropped on the CPU, with a line through `note`."""
+    from .models import ModelPicker
     from .upscaler import Upscaler, pick_device
 
     if runtime == "onnx":
@@ -151,17 +156,16 @@ def load_upscaler(checkpoint: str | None, device: str, half: bool, precision: st
 
         upscaler = Upscaler(load_onnx(checkpoint, device), tile=tile or None, tile_overlap=tile_overlap)
         upscaler.name = Path(str(checkpoint)).name
-        return upscaler
+        return ModelPicker(scale or upscaler.scale, fixed=upscaler)
     chosen = pick_device(device)
     gpu_half = half and chosen.type != "cpu"
     options = upscaler_options(Upscaler, str(chosen), gpu_half, precision, tile, tile_overlap)
-    if checkpoint is None:
-        upscaler = shipped_upscaler(scale, **options)
-    else:
-        upscaler = Upscaler.from_checkpoint(checkpoint, **options)
     if half and not gpu_half:
         note("--half is ignored on the CPU")
-    return upscaler
+    if checkpoint is None:
+        return ModelPicker(scale or 2.0, model, **options)
+    upscaler = Upscaler.from_checkpoint(checkpoint, **options)
+    return ModelPicker(scale or upscaler.scale, fixed=upscaler)
 
 
 def _ensure_folder(folder: Path) -> None:
@@ -211,6 +215,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--runtime onnx needs --checkpoint MODEL.onnx (made by python -m unetsr.export CKPT MODEL.onnx)")
     if runtime == "onnx" and (args.half or args.precision == "bf16"):
         parser.error("--runtime onnx runs in float32; --half and --precision bf16 are for the torch runtime")
+    if args.checkpoint and args.model != "auto":
+        parser.error(f"--model {args.model} picks a shipped model; it cannot be combined with --checkpoint")
     if runtime == "torch" and args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
         parser.error("--runtime torch cannot read an ONNX model; use --runtime onnx")
 
@@ -221,13 +227,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     rank = scaleout.from_environment()  # under torchrun: this process's share of the files
     try:
         device = scaleout.start(rank, args.device) if runtime == "torch" else args.device
-        upscaler = load_upscaler(args.checkpoint, device, args.half, args.precision, args.tile,
-                                 args.tile_overlap, note, runtime, args.scale)
+        models = load_models(args.checkpoint, device, args.half, args.precision, args.tile,
+                             args.tile_overlap, note, runtime, args.scale, args.model)
     except (UnetsrError, OSError, ValueError, RuntimeError) as exc:
         _say(f"{label}: error: {_reason(exc)}")
         return 1
 
-    scale = args.scale or float(upscaler.scale)
+    scale = args.scale or float(models.default.scale)
     suffix = output_suffix(scale, args.format)
     sources, problems = collect_inputs(args.inputs, args.recursive, suffix)
     output = None if args.output is None else Path(args.output)
@@ -252,6 +258,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 bar.update()
                 continue
             try:
+                upscaler, why = models.for_file(job.source.path)
                 (w, h), (ow, oh), notes = upscale_file(upscaler, job, scale, max_pixels=max_pixels,
                                                        fmt=args.format, quality=args.quality,
                                                        overwrite=args.overwrite, progress=progress)
@@ -263,8 +270,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 for text in notes:
                     _say(f"{label}: warning: {name}: {text}")
                 if not args.quiet:
-                    _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, {upscaler.name}, "
-                         f"{time.perf_counter() - start:.1f} s)", sys.stdout)
+                    _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, {upscaler.name}"
+                         f"{': ' + why if why else ''}, {time.perf_counter() - start:.1f} s)", sys.stdout)
             bar.update()
 
     upscaled, failed, skipped = scaleout.total(rank, (upscaled, failed, skipped))

@@ -19,16 +19,23 @@ def crop_to_multiple(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[:h, :w]
 
 
-def make_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+def make_lr(hr: np.ndarray, scale: int, quality: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(HR cropped to a multiple of scale, its LR): float32 H×W×C arrays in [0, 1], the LR on 8-bit steps.
 
     Each channel is resized in 32-bit float by PIL's bicubic (antialiased when reducing), so 16-bit
-    inputs keep their precision until the final rounding to 8 bits that LR photos have.
+    inputs keep their precision until the final rounding to 8 bits that LR photos have. `quality` > 0
+    then saves the LR as a JPEG at that quality with Pillow's defaults (4:2:0 chroma), as photos are shared.
     """
     hr = crop_to_multiple(np.asarray(hr, dtype=np.float32), scale)
     h, w = hr.shape[:2]
-    lr = resize(hr, (w // scale, h // scale), "bicubic")
-    return hr, np.round(np.clip(lr, 0, 1) * 255) / 255
+    lr = np.round(np.clip(resize(hr, (w // scale, h // scale), "bicubic"), 0, 1) * 255)
+    if quality:
+        from .degradations import jpeg_roundtrip  # noqa: PLC0415
+
+        if lr.ndim != 3 or lr.shape[2] != 3:
+            raise ValueError("JPEG-compressed LR needs an RGB image")
+        lr = jpeg_roundtrip(lr.astype(np.uint8), quality).astype(np.float32)
+    return hr, (lr / 255).astype(np.float32)
 
 
 def upscale_baseline(lr: np.ndarray, size: tuple[int, int], method: str = "bicubic") -> np.ndarray:

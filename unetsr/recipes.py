@@ -45,7 +45,8 @@ class TrainConfig:
     w3: float = 0.02
     w6: float = 0.02
     w_l1: float = 1.0
-    degrade: bool = False
+    degrade: str = "none"  # a preset of degradations.PRESETS applied to the training LR (jpeg, photo, mild)
+    val_quality: int = 0  # save the validation LR as JPEG at this quality (0: clean LR)
     precision: str = "auto"  # auto: bf16 where the CPU/GPU has it, else fp32 (fp16 AMP on old GPUs)
     seed: int = 0
     workers: int = 1
@@ -63,7 +64,10 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Rebuild from `to_dict`, ignoring keys this version does not know."""
         known = {f.name: f for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known}
+        if isinstance(d.get("degrade"), bool):  # before presets, --degrade was an on/off flag
+            d["degrade"] = "mild" if d["degrade"] else "none"
+        return cls(**d)
 
 
 def train_field_names() -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import fields
 
 from .cli import fail, float_in, int_in, positive_int, prog_name
 from .config import ENCODER_DEPTHS, ModelConfig
+from .degradations import PRESETS
 from .recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
 
 _RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024), "min_crop": int_in(0),
@@ -19,13 +20,15 @@ _RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024)
            "weight_decay": float_in(0.0, 1.0), "warmup": int_in(0), "clip": float_in(0, inclusive=False),
            "w3": float_in(0.0), "w6": float_in(0.0), "w_l1": float_in(0.0), "seed": int_in(0),
            "workers": int_in(0, 64), "val_every": positive_int, "ckpt_every": positive_int,
-           "log_every": positive_int}
+           "log_every": positive_int, "val_quality": int_in(0, 100)}
 _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0: --crop; never smaller)",
          "max_crop": "largest HR crop side (0: the photo's short side)",
          "photo_downscale": "shrink each photo by this factor before cropping",
          "precision": "auto: bf16 where the CPU/GPU has it (fp16 AMP on older GPUs), else fp32",
          "init": "warm-start the decoder from this checkpoint (matching tensors; fresh optimiser, step 0)",
-         "degrade": "add mild blur, noise and JPEG to the LR"}
+         "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
+                    "blur and noise), mild (the old --degrade), none",
+         "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "backbone", "backbone_seed")
 
 
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         extra = _HELP.get(f.name, "")
         if isinstance(default, bool):
             p.add_argument(flag, action="store_const", const=True, help=f"{extra} (off by default)")
+        elif f.name == "degrade":
+            p.add_argument(flag, choices=tuple(PRESETS), help=f"{extra} (default {default})")
         elif f.name == "precision":
             p.add_argument(flag, choices=("auto", "bf16", "fp16", "fp32"), help=f"{extra} (default {default})")
         else:

@@ -135,7 +135,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
                           max_crop=cfg.max_crop, photo_downscale=cfg.photo_downscale)
     loader = DataLoader(dataset, batch_sampler=StepBatchSampler(step, cfg.steps, cfg.batch, rank, world),
                         num_workers=cfg.workers, pin_memory=device.type == "cuda")
-    val = validation_crops(find_images(cfg.val), scale=model_cfg.scale) if cfg.val and rank == 0 else None
+    val = (validation_crops(find_images(cfg.val), scale=model_cfg.scale, quality=cfg.val_quality)
+           if cfg.val and rank == 0 else None)
     reference = bicubic_scores(*val, model_cfg.scale) if val is not None else {}
     meta = {"backbone": model_cfg.backbone, "recipe": cfg.recipe, "precision": precision,
             "data": [Path(d).name for d in cfg.data]}

@@ -143,7 +143,7 @@ class Upscaler:
             return np.concatenate([rgb, alpha[..., None]], axis=2)
         x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None]
         y = self.upscale_tensor(x, outscale, progress)
-        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())  # a view when y is channels last
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, outscale: float | None = None, progress: bool = False) -> torch.Tensor:
@@ -175,7 +175,8 @@ class Upscaler:
         """One model pass over x, tile by tile; returns float32 on the CPU."""
         s, (h, w) = self.scale, x.shape[-2:]
         tile, pad = self.tile or max(h, w), self.tile_overlap
-        out = torch.empty(x.shape[0], 3, h * s, w * s)
+        # Stored H×W×3 (channels last), so upscale_array hands it to numpy without a full-size copy.
+        out = torch.empty(x.shape[0], h * s, w * s, 3).permute(0, 3, 1, 2)
         boxes = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
         for y0, x0 in tqdm(boxes, desc="tiles", unit="tile", leave=False, disable=not progress or len(boxes) == 1):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)

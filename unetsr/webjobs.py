@@ -31,6 +31,7 @@ from .errors import UnetsrError, first_line
 from .images import read_image, write_image
 from .infer import upscale_file
 from .jobs import Job, Source, output_suffix
+from .models import choose
 from .upscaler import Upscaler
 
 MAX_WAITING = 100  # photos queued at once; one more is refused ("the queue is full") rather than piling up
@@ -80,8 +81,9 @@ def tile_count(upscaler: Upscaler, height: int, width: int, outscale: float, arr
 
 
 class Models:
-    """The models the page offers: 'auto' (the --checkpoint, else the shipped model) and each shipped file
-    unetsr/weights/unetsr_<name>.pt as <name>; each is loaded once, when first used, and shared."""
+    """The models the page offers: 'auto' (the --checkpoint, else the shipped model `models.choose` picks
+    for each photo, as the command line does) and each shipped file unetsr/weights/unetsr_<name>.pt as
+    <name>; each is loaded once, when first used, and shared."""
 
     def __init__(self, checkpoint: str | Path | None = None, **options: object) -> None:
         self.options = options
@@ -94,11 +96,14 @@ class Models:
     def labels(self) -> dict[str, str]:
         """Model name -> what the page shows for it."""
         auto = self.paths["auto"]
-        return {name: (f"auto ({auto.name if auto else 'the shipped x2 model'})" if name == "auto" else
+        return {name: (f"auto ({auto.name if auto else 'by scale and JPEG quality'})" if name == "auto" else
                        f"{name} (shipped)") for name in self.paths}
 
-    def get(self, name: str) -> TrackedUpscaler:
-        """The upscaler for a model name (KeyError for an unknown one); CheckpointError if it cannot load."""
+    def get(self, name: str, source: Path | None = None, outscale: float = 2.0) -> TrackedUpscaler:
+        """The upscaler for a model name (KeyError for an unknown one); CheckpointError if it cannot load.
+        'auto' without a --checkpoint is the shipped model chosen for the photo at `source` and `outscale`."""
+        if name == "auto" and self.paths["auto"] is None:
+            name = choose(source, outscale).name
         path = self.paths[name]
         with self._lock:
             if path not in self._loaded:
@@ -290,7 +295,7 @@ class JobQueue:
         """Read, preview, upscale and write one photo; whatever goes wrong becomes the job's one-line error."""
         start = time.perf_counter()
         try:
-            upscaler = self.models.get(job.settings.model)
+            upscaler = self.models.get(job.settings.model, job.input, job.settings.scale)
             picture = read_image(job.input, max_pixels=self.max_pixels)
             h, w = picture.rgb.shape[:2]
             job.input_size = (w, h)
