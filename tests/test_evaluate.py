@@ -161,7 +161,7 @@ def test_help_imports_no_torch_and_shows_defaults() -> None:
     first, text = proc.stdout.split("\n", 1)
     assert first == "False False", proc.stderr
     assert text.startswith("usage: python -m unetsr.evaluate ")
-    assert "(default: 512)" in " ".join(text.split()) and "(default: md)" in text
+    assert "(default: 384)" in " ".join(text.split()) and "(default: md)" in text and "(default: none)" in text
 
 
 def test_the_console_script_names_itself(monkeypatch: pytest.MonkeyPatch) -> None:
