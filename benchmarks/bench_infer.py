@@ -86,7 +86,8 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, repeats: in
         write_image(Path(tmp) / "out.png", replace(picture, rgb=out))
         encode = time.perf_counter() - start
     mp = out.shape[0] * out.shape[1] / 1e6
-    return {"model": name, "precision": "onnxruntime fp32" if precision == "onnx" else up.precision, "out_mp": mp, "seconds": best, "s_per_mp": best / mp,
+    return {"model": name, "precision": "onnxruntime fp32" if precision == "onnx" else up.precision,
+            "out_mp": mp, "seconds": best, "s_per_mp": best / mp,
             "bicubic": bicubic_seconds(lr_h, lr_w, up.scale), "load": load, "decode_encode": decode + encode,
             "rss_before_mb": before, "peak_mb": rss_mb()}
 

@@ -45,12 +45,13 @@ def main() -> None:
         ups = {f"unetsr ({Path(args.checkpoint).name})": Upscaler.from_checkpoint(args.checkpoint, device="cpu", tile=512)}
     else:
         ups = {f"unetsr {name}": shipped_upscaler(name=name, device="cpu", tile=512) for name in args.shipped}
-    hr, lr = make_lr(read_image(args.photo).rgb, 2, args.jpeg)
+    scale = next(iter(ups.values())).scale
+    hr, lr = make_lr(read_image(args.photo).rgb, scale, args.jpeg)
     bicubic = upscale_baseline(lr, (hr.shape[1], hr.shape[0]), "bicubic")
     x, y, s = args.box
     source = f" of JPEG q{args.jpeg}" if args.jpeg else ""
     panels = [(f"bicubic{source}", to_pil(bicubic))]
-    panels += [(name, to_pil(up.upscale_array(lr, 2))) for name, up in ups.items()]
+    panels += [(name, to_pil(up.upscale_array(lr, scale))) for name, up in ups.items()]
     panels += [("original", to_pil(hr))]
     z, label = args.zoom, 18
     sheet = Image.new("RGB", (len(panels) * s * z + (len(panels) - 1) * 4, s * z + label), "white")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import SHIPPED, WEIGHTS_DIR
+from .jpeg_quality import jpeg_quality
 from .upscaler import Upscaler
 
 X4_FROM_SCALE = 3.0
@@ -47,8 +48,6 @@ def shipped_name_for(outscale: float) -> str:
 def choose(path: str | Path | None, outscale: float, model: str = "auto") -> Choice:
     """The shipped model for the file at `path` upscaled by `outscale`: with `model` 'auto', as
     `choose_for_quality` decides from the file's estimated JPEG quality; 'clean' and 'jpeg' force one."""
-    from .jpeg_quality import jpeg_quality  # noqa: PLC0415
-
     if model not in MODEL_CHOICES:
         raise ValueError(f"unknown model choice {model!r}; one of {', '.join(MODEL_CHOICES)}")
     if model != "auto":
@@ -89,7 +88,7 @@ class ModelPicker:
     def __init__(self, outscale: float, model: str = "auto", fixed: Upscaler | None = None, **options: Any) -> None:
         self.outscale, self.model, self.fixed, self.options = outscale, model, fixed, options
         self._loaded: dict[str, Upscaler] = {}
-        self.default = fixed or self._get(choose(None, outscale, "jpeg" if model == "jpeg" else "clean").name)
+        self.default = fixed or self._get(JPEG_MODEL if model == "jpeg" else shipped_name_for(outscale))
 
     def _get(self, name: str) -> Upscaler:
         if name not in self._loaded:
