@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ def lr8() -> np.ndarray:
     return np.round(photo_like(40, 48, seed=4) * 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("preset", ["mild", "jpeg", "photo"])
+@pytest.mark.parametrize("preset", ["mild", "jpeg", "photo", "photo_mid"])
 def test_each_preset_is_seeded_by_the_generator(lr8: np.ndarray, preset: str) -> None:
     first = [apply(lr8, PRESETS[preset], np.random.default_rng([3, i])) for i in range(8)]
     again = [apply(lr8, PRESETS[preset], np.random.default_rng([3, i])) for i in range(8)]
@@ -58,3 +60,11 @@ def test_noise_has_the_drawn_strength() -> None:
     grey = np.full((64, 64, 3), 128, np.uint8)
     out = apply(grey, Degradation(p_noise=1.0, noise_sigma=(4 / 255, 4 / 255)), np.random.default_rng(1))
     assert abs((out.astype(float) - 128).std() - 4) < 0.4
+
+
+def test_photo_mid_is_photo_at_the_jpeg_models_qualities() -> None:
+    from unetsr.models import JPEG_BELOW
+
+    mid, photo = PRESETS["photo_mid"], PRESETS["photo"]
+    assert mid.quality[1] < JPEG_BELOW <= photo.quality[1]  # nothing the clean model would be chosen for
+    assert replace(mid, quality=photo.quality) == photo  # otherwise the same damage

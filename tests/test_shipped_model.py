@@ -75,7 +75,7 @@ def test_bf16_inference_of_the_shipped_model_stays_within_one_level_of_fp32() ->
     fp32 = Upscaler(model, device="cpu", precision="fp32").upscale_array(lr)
     bf16 = Upscaler(model, device="cpu", precision="bf16").upscale_array(lr)
     diff = np.abs(bf16 - fp32)
-    assert diff.max() < 1 / 255 and diff.mean() < 0.05 / 255  # on the val photos: 0.57/255 and 0.016/255
+    assert diff.max() < 1 / 255 and diff.mean() < 0.05 / 255  # on the val photos: 0.60/255 and 0.016/255
     change = psnr_y(as_batch(bf16), as_batch(hr), 2).item() - psnr_y(as_batch(fp32), as_batch(hr), 2).item()
     assert abs(change) < 0.01
 

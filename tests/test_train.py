@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from helpers import photo_like
 from unetsr import training as training_module
 from unetsr.checkpoint import load_checkpoint, save_checkpoint
 from unetsr.config import ModelConfig
+from unetsr.model import build_model
 from unetsr.errors import UnetsrError
 from unetsr.precision import cpu_has_bf16
 from unetsr.recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
@@ -130,6 +132,18 @@ def test_init_warm_starts_the_decoder_at_step_zero(photos: Path, tmp_path: Path)
     warm = load_checkpoint(tmp_path / "second" / "last.pt").model.state_dict()
     assert torch.allclose(warm["tail.weight"], source["tail.weight"], atol=1e-6)
     assert torch.count_nonzero(source["tail.weight"]) > 0
+
+
+def test_init_into_a_model_with_more_blocks_starts_as_the_smaller_model(photos: Path, tmp_path: Path) -> None:
+    train(run_config(photos, tmp_path / "small", 6, val=()), TINY)
+    small = load_checkpoint(tmp_path / "small" / "last.pt").model.eval()
+    grown = build_model(replace(TINY, blocks=(3, 1, 1, 1, 1)))  # two more blocks at LR resolution
+    assert training_module.warm_start(grown, tmp_path / "small" / "last.pt").startswith("32 of 40 ")
+    assert torch.count_nonzero(grown.body[2].conv2.weight) == 0  # a new block starts as an identity
+    assert torch.count_nonzero(grown.body[2].conv1.weight) > 0  # but can learn at once
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        assert torch.allclose(grown.eval()(x), small(x), atol=1e-6)
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")

@@ -44,6 +44,10 @@ PRESETS: dict[str, Degradation | None] = {
     # JPEG with the camera in front of it: slight blur and noise before saving.
     "photo": Degradation(p_clean=0.1, p_blur=0.2, blur_sigma=(0.2, 0.8), p_noise=0.3, p_poisson=0.5,
                          p_jpeg=1.0, quality=(30, 95), p_twice=0.25),
+    # `photo` at the qualities the JPEG model is chosen for (below models.JPEG_BELOW = 90), 40 and up:
+    # files at 90 and up go to the clean model, so training on them spends capacity nobody uses.
+    "photo_mid": Degradation(p_clean=0.1, p_blur=0.2, blur_sigma=(0.2, 0.8), p_noise=0.3, p_poisson=0.5,
+                             p_jpeg=1.0, quality=(40, 89), p_twice=0.25),
 }
 
 

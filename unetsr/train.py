@@ -27,7 +27,7 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "precision": "auto: bf16 where the CPU/GPU has it (fp16 AMP on older GPUs), else fp32",
          "init": "warm-start the decoder from this checkpoint (matching tensors; fresh optimiser, step 0)",
          "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
-                    "blur and noise), mild (the old --degrade), none",
+                    "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
          "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "backbone", "backbone_seed")
 

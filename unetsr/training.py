@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -28,7 +29,7 @@ from .errors import UnetsrError
 from .lowres import upscale_baseline
 from .losses import PerceptualLoss
 from .metrics import psnr_y, ssim_y
-from .model import UNetSR, count_parameters
+from .model import ResBlock, UNetSR, count_parameters
 from .precision import autocast, memory_format, resolve_precision
 from .recipes import CHANGEABLE_ON_RESUME, TrainConfig
 
@@ -202,13 +203,20 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
 
 def warm_start(model: UNetSR, path: str | Path) -> str:
     """Copy into `model` every decoder tensor of the checkpoint at `path` whose name and shape match
-    (a fresh optimiser follows); returns 'N of M decoder tensors'. Refuses a checkpoint that shares none."""
+    (a fresh optimiser follows); returns 'N of M decoder tensors'. Residual blocks the checkpoint lacks
+    (a model grown by more blocks) start with a zero last convolution, as identities, so the grown model
+    starts as the one it grew from. Refuses a checkpoint that shares none."""
     source = load_checkpoint(path).model.state_dict()
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     matched = {k: source[k] for k, v in own.items() if k in source and source[k].shape == v.shape}
     if not matched:
         raise UnetsrError(f"--init {path}: no decoder tensor matches this model's shapes")
     model.load_state_dict(matched, strict=False)
+    for name, block in model.named_modules():
+        if isinstance(block, ResBlock) and not any(f"{name}.{k}" in matched for k in block.state_dict()):
+            last = block.conv3 if block.conv3 is not None else block.conv2
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
     return f"{len(matched)} of {len(own)} decoder tensors"
 
 

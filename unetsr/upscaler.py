@@ -4,7 +4,7 @@ model for scales well beyond its own, and finishes with an exact-size resize.
 On CPUs with native bfloat16 (AVX512-BF16 or AMX) the model runs in bf16 with channels_last by
 default. What sees the image itself stays float32: the bilinear base, the stem convolution (its input
 rounded to bf16's 8 significant bits alone would move outputs by up to 0.5/255) and the final sum, so
-outputs stay within 1/255 of float32.
+outputs stay within 1/255 of float32; from the stem's output on, the decoder runs in bf16 throughout.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Upscaler:
             self.memory_format = memory_format(self.device) if self.precision == "bf16" else torch.contiguous_format
             self.model = copy.deepcopy(model).eval().to(self.device, self.dtype, memory_format=self.memory_format)
             if self.precision == "bf16" and not isinstance(self.model.head, Float32):
-                self.model.head = Float32(self.model.head)
+                self.model.head = Float32(self.model.head, out_dtype=torch.bfloat16)
         stride = model.config.stride
         self.tile = None if not tile else max(stride, _round_up(tile, stride))
         self.tile_overlap = _round_up(max(0, tile_overlap), stride)
@@ -202,15 +202,18 @@ class Upscaler:
 
 
 class Float32(nn.Module):
-    """Runs `module` in float32 even inside autocast: for the few cheap layers that see the image itself."""
+    """Runs `module` in float32 even inside autocast (for the cheap layers that see the image itself),
+    handing its result on as `out_dtype`: bf16 keeps the decoder's residual stream in bf16, with no
+    float32 adds and casts at full LR size (about a fifth of the bf16 model's time)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, out_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.module = module
+        self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            return self.module(x.float())
+            return self.module(x.float()).to(self.out_dtype)
 
 
 def _round_up(n: int, multiple: int) -> int:
