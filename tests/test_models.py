@@ -48,9 +48,10 @@ def test_other_files_and_forced_choices(monkeypatch, tmp_path, photo_png) -> Non
     jpeg = _saved_jpeg(tmp_path / "b.jpg", 60)
     assert models.choose(photo_png, 2.0) == models.Choice("x2", "not a JPEG")
     assert models.choose(photo_png, 4.0).name == "x4"
-    assert models.choose(jpeg, 4.0) == models.Choice("x4", "JPEG q≈60; no JPEG model for x3 and up")
-    monkeypatch.setattr(models, "installed", lambda: ["x2", "x2_jpeg"])  # without the x4 model: x2_jpeg twice
-    assert models.choose(jpeg, 4.0).name == "x2_jpeg"
+    assert models.choose(jpeg, 4.0) == models.Choice("x2_jpeg", "JPEG q≈60")  # twice: better than x4 on JPEGs
+    assert models.choose(_saved_jpeg(tmp_path / "c.jpg", 95), 4.0).name == "x4"
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x4"])  # without the JPEG model: the clean one
+    assert models.choose(jpeg, 4.0) == models.Choice("x4", "JPEG q≈60, but no JPEG model is installed")
     monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
     assert models.choose(photo_png, 2.0, "jpeg") == models.Choice("x2_jpeg", "--model jpeg")
     assert models.choose(jpeg, 2.0, "clean") == models.Choice("x2", "--model clean")

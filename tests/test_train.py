@@ -164,7 +164,8 @@ def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_pat
     assert cfg.lr == 5e-4 and cfg.recipe == "x2" and cfg.steps == recipe["train"]["steps"]
     assert list(model_cfg.widths) == recipe["model"]["widths"]
     cfg, model_cfg, _, _ = parse_args(["--recipe", "x2_jpeg", "--data", str(photos), "--out", str(tmp_path)])
-    assert (cfg.degrade, cfg.val_quality) == ("photo", 75) and model_cfg == ModelConfig.from_dict(recipe["model"])
+    assert (cfg.degrade, cfg.val_quality, cfg.max_crop) == ("photo_mid", 75, 192)
+    assert model_cfg == ModelConfig.from_dict(recipe["model"])
     cfg, _, _, _ = parse_args(["--data", str(photos), "--out", str(tmp_path), "--degrade", "jpeg", "--val-quality", "60"])
     assert (cfg.degrade, cfg.val_quality) == ("jpeg", 60)
 

@@ -28,9 +28,9 @@ VERSION = 1  # the checksum is an optional key, so version-1 files from before i
 CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "407d41c66a6248148e705ea5698db182a1cd7bc8dc5f6f4943bb5cc971b57fe1"
+DEFAULT_SHA256: str | None = "99a08c9757694552a707db742451889ab3b2419ce197457031de43e985ad2df8"
 X4_SHA256: str | None = "610b13ef3542fc36d59006e818d901194e08e6ad1992d63b889abf8a2e7d4aa1"
-X2_JPEG_SHA256: str | None = "5989a4b14b1caacc2ad836190e27c6dc156f541eb2072655f716ff9c8717545a"
+X2_JPEG_SHA256: str | None = "200bc68c4e0dbfb26bda3293e72ae8212fb5fbb882d59ad8f46fde1655d4348e"
 SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256}  # unetsr/weights/unetsr_<name>.pt
 
 

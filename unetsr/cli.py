@@ -69,8 +69,8 @@ def prog_name(module: str) -> str:
 
 
 DEFAULT_TILE = 384
-"""LR pixels per tile side: a 12 MP output peaks at 1.48 GB RSS in bf16 (1.58 GB with 512) at no loss of
-speed on a 2-core CPU (benchmarks/bench_infer.py; README, inference speed and memory)."""
+"""LR pixels per tile side: a 12 MP output peaks at 1.24 GB RSS in bf16 (1.40 GB with 512) on a 2-core
+CPU, with no clear loss of speed (benchmarks/bench_infer.py; README, inference speed and memory)."""
 
 
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:

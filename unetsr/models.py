@@ -57,15 +57,13 @@ def choose(path: str | Path | None, outscale: float, model: str = "auto") -> Cho
 
 def choose_for_quality(outscale: float, quality: int | None) -> Choice:
     """The shipped model for an input of JPEG `quality` (None: not a JPEG) upscaled by `outscale`: the
-    JPEG model below JPEG_BELOW at scales the x2 model serves; the clean model otherwise (at x3 and up
-    the x4 model scored above the JPEG model's two passes on JPEG q75 inputs: model card)."""
+    JPEG model below JPEG_BELOW at every scale (at x3 and x4 its passes beat the clean x4 model on JPEG
+    q75 inputs: model card); the clean model otherwise."""
     clean = shipped_name_for(outscale)
     if quality is None:
         return Choice(clean, "not a JPEG")
     if quality >= JPEG_BELOW:
         return Choice(clean, f"JPEG q≈{quality}, high quality (≥ {JPEG_BELOW})")
-    if clean != "x2":
-        return Choice(clean, f"JPEG q≈{quality}; no JPEG model for x{X4_FROM_SCALE:g} and up")
     if JPEG_MODEL not in installed():
         return Choice(clean, f"JPEG q≈{quality}, but no JPEG model is installed")
     return Choice(JPEG_MODEL, f"JPEG q≈{quality}")
