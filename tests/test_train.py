@@ -14,8 +14,8 @@ from helpers import photo_like
 from unetsr import training as training_module
 from unetsr.checkpoint import load_checkpoint, save_checkpoint
 from unetsr.config import ModelConfig
-from unetsr.model import build_model
 from unetsr.errors import UnetsrError
+from unetsr.model import build_model
 from unetsr.precision import cpu_has_bf16
 from unetsr.recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
 from unetsr.train import main, parse_args

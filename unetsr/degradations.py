@@ -9,7 +9,7 @@ encoder, used by training and by evaluation's `lowres.make_lr(..., quality=Q)`.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -34,6 +34,9 @@ class Degradation:
     p_twice: float = 0.0  # re-saved: a second JPEG at another quality from the same range
 
 
+_PHOTO = Degradation(p_clean=0.1, p_blur=0.2, blur_sigma=(0.2, 0.8), p_noise=0.3, p_poisson=0.5,
+                     p_jpeg=1.0, quality=(30, 95), p_twice=0.25)
+
 PRESETS: dict[str, Degradation | None] = {
     "none": None,
     # The old --degrade: each of blur, noise and JPEG (60-95) with probability 1/2.
@@ -42,12 +45,10 @@ PRESETS: dict[str, Degradation | None] = {
     # JPEG only: what the JPEG model sees (issue 15); 10% clean so clean detail is not forgotten.
     "jpeg": Degradation(p_clean=0.1, p_jpeg=1.0, quality=(30, 95), p_twice=0.25),
     # JPEG with the camera in front of it: slight blur and noise before saving.
-    "photo": Degradation(p_clean=0.1, p_blur=0.2, blur_sigma=(0.2, 0.8), p_noise=0.3, p_poisson=0.5,
-                         p_jpeg=1.0, quality=(30, 95), p_twice=0.25),
+    "photo": _PHOTO,
     # `photo` at the qualities the JPEG model is chosen for (below models.JPEG_BELOW = 90), 40 and up:
     # files at 90 and up go to the clean model, so training on them spends capacity nobody uses.
-    "photo_mid": Degradation(p_clean=0.1, p_blur=0.2, blur_sigma=(0.2, 0.8), p_noise=0.3, p_poisson=0.5,
-                             p_jpeg=1.0, quality=(40, 89), p_twice=0.25),
+    "photo_mid": replace(_PHOTO, quality=(40, 89)),
 }
 
 

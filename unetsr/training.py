@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -203,9 +203,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
 
 def warm_start(model: UNetSR, path: str | Path) -> str:
     """Copy into `model` every decoder tensor of the checkpoint at `path` whose name and shape match
-    (a fresh optimiser follows); returns 'N of M decoder tensors'. Residual blocks the checkpoint lacks
-    (a model grown by more blocks) start with a zero last convolution, as identities, so the grown model
-    starts as the one it grew from. Refuses a checkpoint that shares none."""
+    (a fresh optimiser follows); returns 'N of M decoder tensors'. Residual blocks that get no tensor
+    from it (a model grown by more blocks) start with a zero last convolution, as identities, so the
+    grown model starts as the one it grew from. Refuses a checkpoint that shares none."""
     source = load_checkpoint(path).model.state_dict()
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     matched = {k: source[k] for k, v in own.items() if k in source and source[k].shape == v.shape}
