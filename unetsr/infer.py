@@ -17,19 +17,17 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from tqdm import tqdm
 
 from . import scaleout
 from .cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
-from .errors import ImageError, UnetsrError, first_line
-from .images import DEFAULT_MAX_PIXELS, read_image, write_image
-from .jobs import (FORMATS, Job, collect_inputs, output_file_problem, output_is_file, output_suffix, plan_jobs,
-                   size_problem)
+from .errors import UnetsrError, first_line
+from .images import DEFAULT_MAX_PIXELS
+from .jobs import FORMATS, collect_inputs, output_file_problem, output_is_file, output_suffix, plan_jobs
+from .upscale_file import upscale_file
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are good: -h and usage errors stay instant
     from .models import ModelPicker
@@ -166,40 +164,6 @@ def load_models(checkpoint: str | None, device: str, half: bool, precision: str,
         return ModelPicker(scale or 2.0, model, **options)
     upscaler = Upscaler.from_checkpoint(checkpoint, **options)
     return ModelPicker(scale or upscaler.scale, fixed=upscaler)
-
-
-def _ensure_folder(folder: Path) -> None:
-    """Create an output folder (and its parents), or raise ImageError saying why it cannot be."""
-    for p in (folder, *folder.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ImageError(f"cannot write into {folder}: {p} is a file, not a folder")
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImageError(f"cannot create folder {folder}: {exc.strerror or first_line(exc)}") from exc
-
-
-def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int, fmt: str | None, quality: int,
-                 overwrite: bool, progress: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[str, ...]]:
-    """Read, upscale and write one image; returns its (width, height) before and after, and the reader's notes."""
-    picture = read_image(job.source.path, max_pixels=max_pixels)
-    h, w = picture.rgb.shape[:2]
-    intermediate = getattr(upscaler, "intermediate_size", None)
-    if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None):
-        raise ImageError(f"{job.source.path}: {problem}")
-    _ensure_folder(job.dest.parent)
-    if picture.alpha is None:
-        rgb, alpha = upscaler.upscale_array(picture.rgb, scale, progress=progress), None
-    else:
-        both = upscaler.upscale_array(np.concatenate([picture.rgb, picture.alpha[..., None]], axis=2),
-                                      scale, progress=progress)
-        rgb, alpha = both[..., :3], np.ascontiguousarray(both[..., 3])
-    write_image(job.dest, replace(picture, rgb=rgb, alpha=alpha), format=fmt, quality=quality,
-                overwrite=overwrite, source=job.source.path)
-    oh, ow = rgb.shape[:2]
-    return (w, h), (ow, oh), picture.notes
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -1,5 +1,5 @@
 """The web page's job queue: uploaded photos wait in line, a few worker threads upscale them through the
-same `infer.upscale_file` the command line uses, and every change (queued, tiles done, finished, failed)
+same `upscale_file` the command line uses, and every change (queued, tiles done, finished, failed)
 is reported as a plain dict to a listener, which the server pushes to the browser.
 
 Files live only in the queue's own temporary folder, named by random job ids: nothing the browser
@@ -29,9 +29,9 @@ from .checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_DIR
 from .cli import one_line
 from .errors import UnetsrError, first_line
 from .images import read_image, write_image
-from .infer import upscale_file
 from .jobs import Job, Source, output_suffix
 from .models import choose
+from .upscale_file import upscale_file
 from .upscaler import Upscaler
 
 MAX_WAITING = 100  # photos queued at once; one more is refused ("the queue is full") rather than piling up

@@ -1,0 +1,61 @@
+"""upscale_file: one file read, upscaled and written, with its alpha, sizes and folder problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import photo_like
+from unetsr.errors import ImageError
+from unetsr.jobs import Job, Source
+from unetsr.upscale_file import ensure_folder, upscale_file
+from unetsr.upscaler import Upscaler
+
+OPTIONS = dict(max_pixels=10**6, fmt=None, quality=95, overwrite=False, progress=False)
+
+
+def _job(src: Path, dest: Path) -> Job:
+    return Job(Source(src, Path(src.name)), dest)
+
+
+def test_writes_what_the_upscaler_computes(tiny_model, photo_png: Path, tmp_path: Path) -> None:
+    up = Upscaler(tiny_model, precision="fp32")
+    dest = tmp_path / "new" / "deeper" / "out.png"  # missing folders are made
+    before, after, notes = upscale_file(up, _job(photo_png, dest), 2.0, **OPTIONS)
+    assert (before, after, notes) == ((56, 40), (112, 80), ())
+    pixels = np.asarray(Image.open(photo_png).convert("RGB"), dtype=np.float32) / 255
+    expected = (up.upscale_array(pixels, 2.0) * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    written = np.asarray(Image.open(dest))
+    assert written.shape == (80, 112, 3)
+    assert np.abs(written.astype(int) - expected).max() <= 1  # 8-bit rounding only
+
+
+def test_alpha_is_upscaled_and_kept(tiny_model, tmp_path: Path) -> None:
+    rgba = np.dstack([(photo_like(24, 32) * 255).astype(np.uint8), np.full((24, 32), 200, np.uint8)])
+    src = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    up = Upscaler(tiny_model, precision="fp32")
+    upscale_file(up, _job(src, tmp_path / "a_x2.png"), 2.0, **OPTIONS)
+    out = Image.open(tmp_path / "a_x2.png")
+    assert out.mode == "RGBA" and out.size == (64, 48)
+    alpha = up.upscale_array(rgba[..., 3].astype(np.float32) / 255, 2.0)  # alpha through the model on its own
+    assert np.abs(np.asarray(out)[..., 3].astype(int) - (alpha * 255 + 0.5).clip(0, 255).astype(int)).max() <= 1
+
+
+def test_existing_output_is_not_replaced(tiny_model, photo_png: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out.png"
+    dest.write_bytes(b"earlier result")
+    with pytest.raises(ImageError):
+        upscale_file(Upscaler(tiny_model, precision="fp32"), _job(photo_png, dest), 2.0, **OPTIONS)
+    assert dest.read_bytes() == b"earlier result"
+
+
+def test_folder_blocked_by_a_file(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ImageError, match="is a file, not a folder"):
+        ensure_folder(tmp_path / "f" / "sub")
+    ensure_folder(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
