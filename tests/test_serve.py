@@ -137,6 +137,7 @@ def test_queue_runs_photos_in_order_reports_progress_and_cleans_up(tmp_path: Pat
         with Image.open(first.output) as im:
             assert im.size == (112, 80)
         assert first.snapshot()["download"] == "first_x2.png" and first.snapshot()["bytes"] > 0
+        assert first.snapshot()["model_used"] == tiny_checkpoint.name  # the page says which model ran
         assert sorted(p.name for p in work.iterdir()) == sorted(
             [first.before.name, first.output.name, second.before.name, second.output.name])  # inputs gone
         assert jobs.remove(first.id) and not first.output.exists() and not first.before.exists()
@@ -363,10 +364,11 @@ def test_page_upscales_dropped_photos_and_compares(server: Server, tmp_path: Pat
                 "notes.png is not an image (or not in a format that can be read)")
             assert done.locator(".job-status").inner_text().startswith("56×40 → 112×80 · ")
             shown = page.evaluate("window.statuses")
-            assert any(re.fullmatch(r"upscaling ×2, PNG: tile \d+ of 12", text) for text in shown), shown
+            assert any(re.fullmatch(r"upscaling ×2, PNG \(tiny\.pt\): tile \d+ of 12", text) for text in shown), shown
 
             page.wait_for_selector("#compare[data-ready=yes]")
             assert page.locator("#viewer-name").inner_text() == "red panda.png"
+            assert page.locator("#viewer-info").inner_text().endswith(", tiny.pt")  # which model made it
             box = page.locator("#compare").bounding_box()
             assert box["width"] > 112 * 4  # fit to the window: the small result is shown enlarged
             page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
@@ -415,7 +417,9 @@ def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkey
     monkeypatch.setattr(webjobs.TrackedUpscaler, "from_checkpoint",
                         classmethod(lambda cls, path, **kw: f"loaded {path.name if path else 'default x2'}"))
     page_models.paths["x4"] = tmp_path / "unetsr_x4.pt"
-    assert page_models.get("auto", photo_png, 4.0) == "loaded unetsr_x4.pt"
-    assert page_models.get("auto", photo_png, 2.0) == "loaded default x2"
+    assert page_models.get("auto", photo_png, 4.0) == ("loaded unetsr_x4.pt", "shipped x4 model: test")
+    assert page_models.get("auto", photo_png, 2.0) == ("loaded default x2", "shipped x2 model: test")
     assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]
+    assert page_models.get("x4") == ("loaded unetsr_x4.pt", "shipped x4 model (chosen on the page)")
+    assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]  # a model named on the page is not re-chosen
     assert "JPEG quality" in page_models.labels()["auto"]

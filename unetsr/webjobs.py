@@ -99,16 +99,21 @@ class Models:
         return {name: (f"auto ({auto.name if auto else 'by scale and JPEG quality'})" if name == "auto" else
                        f"{name} (shipped)") for name in self.paths}
 
-    def get(self, name: str, source: Path | None = None, outscale: float = 2.0) -> TrackedUpscaler:
-        """The upscaler for a model name (KeyError for an unknown one); CheckpointError if it cannot load.
-        'auto' without a --checkpoint is the shipped model chosen for the photo at `source` and `outscale`."""
-        if name == "auto" and self.paths["auto"] is None:
-            name = choose(source, outscale).name
+    def get(self, name: str, source: Path | None = None, outscale: float = 2.0) -> tuple[TrackedUpscaler, str]:
+        """The upscaler for a model name and which model that is, and why, as infer's per-file line says it
+        (KeyError for an unknown name; CheckpointError if it cannot load). 'auto' without a --checkpoint is
+        the shipped model chosen for the photo at `source` and `outscale`."""
         path = self.paths[name]
+        if name == "auto" and path is None:
+            choice = choose(source, outscale)
+            name, used = choice.name, f"shipped {choice.name} model: {choice.reason}"
+            path = self.paths[name]
+        else:
+            used = path.name if name == "auto" else f"shipped {name} model (chosen on the page)"
         with self._lock:
             if path not in self._loaded:
                 self._loaded[path] = TrackedUpscaler.from_checkpoint(path, **self.options)
-            return self._loaded[path]
+            return self._loaded[path], used
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class WebJob:
     total: int = 0
     error: str | None = None
     notes: tuple[str, ...] = ()
+    model_used: str | None = None  # which model ran and why, e.g. "shipped x2_jpeg model: JPEG q≈75"
     input_size: tuple[int, int] | None = None  # (width, height)
     output_size: tuple[int, int] | None = None
     seconds: float | None = None
@@ -174,7 +180,8 @@ class WebJob:
         return {
             "id": self.id, "name": self.name, "seq": self.seq, "state": self.state, "position": self.position,
             "done": self.done, "total": self.total, "error": self.error, "notes": list(self.notes),
-            "scale": self.settings.scale, "model": self.settings.model, "format": self.settings.format,
+            "scale": self.settings.scale, "model": self.settings.model, "model_used": self.model_used,
+            "format": self.settings.format,
             "input_size": self.input_size, "output_size": self.output_size, "seconds": self.seconds,
             "bytes": self.output.stat().st_size if done and self.output.exists() else None,
             "before": self.has_before, "download": self.download_name if done else None,
@@ -295,7 +302,7 @@ class JobQueue:
         """Read, preview, upscale and write one photo; whatever goes wrong becomes the job's one-line error."""
         start = time.perf_counter()
         try:
-            upscaler = self.models.get(job.settings.model, job.input, job.settings.scale)
+            upscaler, job.model_used = self.models.get(job.settings.model, job.input, job.settings.scale)
             picture = read_image(job.input, max_pixels=self.max_pixels)
             h, w = picture.rgb.shape[:2]
             job.input_size = (w, h)

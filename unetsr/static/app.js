@@ -63,10 +63,12 @@ function render(id, snap) {
     status.textContent = snap.position ? `waiting: ${snap.position} photo${snap.position > 1 ? "s" : ""} ahead` : "waiting: next";
     fill.style.width = "0";
   } else if (snap.state === "running") {
-    status.textContent = snap.total ? `upscaling ${label}: tile ${snap.done} of ${snap.total}` : `reading…`;
+    const using = snap.model_used ? ` (${snap.model_used})` : "";
+    status.textContent = snap.total ? `upscaling ${label}${using}: tile ${snap.done} of ${snap.total}` : `reading…`;
     fill.style.width = snap.total ? `${(100 * snap.done) / snap.total}%` : "0";
   } else if (snap.state === "done") {
     status.textContent = `${size(snap.input_size)} → ${size(snap.output_size)} · ${seconds(snap.seconds)} · ${megabytes(snap.bytes)}`;
+    status.title = snap.model_used || "";
     fill.style.width = "100%";
     const link = el.querySelector(".job-download");
     link.href = `/api/jobs/${id}/result`;
@@ -125,7 +127,8 @@ async function remove(id) {
 // The comparison view: the result, with the original (enlarged by the browser) over it, cut at the split.
 function describe(snap) {
   $("viewer-name").textContent = snap.name;
-  $("viewer-info").textContent = `${size(snap.input_size)} → ${size(snap.output_size)} (×${+snap.scale}) in ${seconds(snap.seconds)}, ${megabytes(snap.bytes)}`;
+  const using = snap.model_used ? `, ${snap.model_used}` : "";
+  $("viewer-info").textContent = `${size(snap.input_size)} → ${size(snap.output_size)} (×${+snap.scale}) in ${seconds(snap.seconds)}, ${megabytes(snap.bytes)}${using}`;
   $("viewer-download").href = `/api/jobs/${snap.id}/result`;
   $("viewer-download").download = snap.download;
 }
