@@ -163,6 +163,7 @@ def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_pat
     cfg, model_cfg, _, _ = parse_args(["--recipe", "x2", "--data", str(photos), "--out", str(tmp_path), "--lr", "5e-4"])
     assert cfg.lr == 5e-4 and cfg.recipe == "x2" and cfg.steps == recipe["train"]["steps"]
     assert list(model_cfg.widths) == recipe["model"]["widths"]
+    assert cfg.max_crop == 96  # the shipped model's last stage: crops at the photos' own scale
     cfg, model_cfg, _, _ = parse_args(["--recipe", "x2_jpeg", "--data", str(photos), "--out", str(tmp_path)])
     assert (cfg.degrade, cfg.val_quality, cfg.max_crop) == ("photo_mid", 75, 192)
     assert model_cfg == ModelConfig.from_dict(recipe["model"])
