@@ -31,7 +31,6 @@ from .upscale_file import upscale_file
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are good: -h and usage errors stay instant
     from .models import ModelPicker
-    from .upscaler import Upscaler
 
 MAX_SCALE = 16  # x16 is already four passes of an x2 model; beyond it the 400 MP output limit is near anyway
 MAX_MEGAPIXELS = 10_000  # --max-pixels cannot usefully go higher: the output limit is 400 MP
