@@ -2,7 +2,7 @@
 onnxruntime (the `infer --runtime onnx` path), with what a whole `python -m unetsr.infer` run adds,
 memory, and same-run references to scale the figures by.
 
-    python benchmarks/bench_infer.py [--checkpoint PATH] [--tile 384] [--precision fp32 bf16 onnx auto] [--quick]
+    python benchmarks/bench_infer.py [--checkpoint PATH] [--tile 384] [--tile-overlap 16] [--precision fp32 bf16 onnx auto] [--quick]
 
 Each size and precision runs in a fresh process. What each column includes:
 
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import benchmark_model, bicubic_seconds, header, matmul_reference, photo_like_array  # noqa: E402
-from unetsr.cli import DEFAULT_TILE  # noqa: E402
+from unetsr.cli import DEFAULT_TILE, DEFAULT_TILE_OVERLAP  # noqa: E402
 from unetsr.images import read_image, write_image  # noqa: E402
 from unetsr.precision import cpu_has_bf16  # noqa: E402
 from unetsr.upscaler import Upscaler  # noqa: E402
@@ -56,7 +56,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, repeats: int, precision: str) -> dict:
+def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, overlap: int, repeats: int, precision: str) -> dict:
     """Time loading, one upscale of an lr_h×lr_w photo-like image (best of `repeats`), decode and encode."""
     start = time.perf_counter()
     model, name = benchmark_model(checkpoint)
@@ -64,9 +64,9 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, repeats: in
         from unetsr.onnx_export import onnx_bytes
         from unetsr.onnx_runtime import OnnxModel
 
-        up = Upscaler(OnnxModel(onnx_bytes(model, {}), name=name), tile=tile or None)
+        up = Upscaler(OnnxModel(onnx_bytes(model, {}), name=name), tile=tile or None, tile_overlap=overlap)
     else:
-        up = Upscaler(model, device="cpu", precision=precision, tile=tile or None)
+        up = Upscaler(model, device="cpu", precision=precision, tile=tile or None, tile_overlap=overlap)
     load = time.perf_counter() - start
     arr = photo_like_array(lr_h, lr_w)
     up.upscale_array(arr[:64, :64])  # warm-up
@@ -118,6 +118,8 @@ def main() -> None:
     p.add_argument("--checkpoint", help="checkpoint to measure (default: the shipped model)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile size in LR pixels, 0 for none (default: {DEFAULT_TILE}, infer's)")
+    p.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP,
+                   help=f"context pixels around each tile (default: {DEFAULT_TILE_OVERLAP}, infer's)")
     p.add_argument("--precision", nargs="+", choices=("fp32", "bf16", "onnx", "auto"),
                    default=(["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]) + (["onnx"] if has_onnxruntime() else []),
                    help="one row per size for each: torch fp32 or bf16, or onnx (onnxruntime, fp32) (default: fp32, "
@@ -127,7 +129,8 @@ def main() -> None:
     p.add_argument("--child-precision", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(measure(args.checkpoint, *args.child[:2], args.tile, args.child[2], args.child_precision)))
+        print(json.dumps(measure(args.checkpoint, *args.child[:2], args.tile, args.tile_overlap, args.child[2],
+                                 args.child_precision)))
         return
     print(header())
     startup = startup_seconds()
@@ -136,12 +139,13 @@ def main() -> None:
     rows = []
     for label, h, w, repeats in CASES[:2] if args.quick else CASES:
         for precision in args.precision:
-            cmd = [sys.executable, __file__, "--tile", str(args.tile), "--child", str(h), str(w), str(repeats),
+            cmd = [sys.executable, __file__, "--tile", str(args.tile), "--tile-overlap", str(args.tile_overlap),
+                   "--child", str(h), str(w), str(repeats),
                    "--child-precision", precision]
             if args.checkpoint:
                 cmd += ["--checkpoint", args.checkpoint]
             rows.append((label, json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)))
-    print(f"model: {rows[0][1]['model']}, tile {args.tile or 'off'}, x2\n")
+    print(f"model: {rows[0][1]['model']}, tile {args.tile or 'off'}, overlap {args.tile_overlap}, x2\n")
     print("| output | precision | upscale s | s / output MP | PIL bicubic s | x bicubic | load s "
           "| decode + encode s | end to end s | peak RSS (MB) | RSS before (MB) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

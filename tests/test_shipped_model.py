@@ -63,8 +63,8 @@ def test_tiles_of_the_shipped_model_match_the_whole_image() -> None:
     image = photo_like(192, 256, seed=3)
     model = Upscaler.from_checkpoint(device="cpu").model
     whole = Upscaler(model, device="cpu").upscale_array(image)
-    tiled = Upscaler(model, device="cpu", tile=64).upscale_array(image)  # 12 tiles, default 32 px of context
-    assert np.abs(tiled - whole).max() < 0.5 / 255  # measured 0.14/255 in fp32, 0.25/255 in bf16
+    tiled = Upscaler(model, device="cpu", tile=64).upscale_array(image)  # 12 tiles, default 16 px of context
+    assert np.abs(tiled - whole).max() < 1 / 255  # measured 0.42/255 in fp32 and in bf16 (32 px: 0.10 and 0.25)
 
 
 def test_bf16_inference_of_the_shipped_model_stays_within_one_level_of_fp32() -> None:

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from .cli import DEFAULT_TILE_OVERLAP
 from .checkpoint import load_checkpoint, load_default
 from .errors import NonFiniteError
 from .model import UNetSR
@@ -66,14 +67,14 @@ class Upscaler:
     """Upscales images with a UNetSR model, in tiles when `tile` is set (bounded memory).
 
     Tiles are computed with `tile_overlap` pixels of context on each side, aligned to the encoder's
-    stride, and only their centres are kept, so a tiled result matches the untiled one. The Upscaler
+    stride, and only their centres are kept, so a tiled result matches the untiled one (to about 1/255). The Upscaler
     runs its own copy of `model`: the caller's model is never moved, cast or switched to eval.
     """
 
     name: str = "model"  # what to call the model in messages: "shipped x4 model", "best.pt", ...
 
     def __init__(self, model: UNetSR, device: str = "auto", precision: str = "auto", half: bool = False,
-                 tile: int | None = None, tile_overlap: int = 32) -> None:
+                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
         if not isinstance(model, nn.Module):  # a runtime that runs the whole model itself (onnx_runtime.OnnxModel)
             self.device, self.precision, self.dtype = torch.device("cpu"), "fp32", torch.float32
             self.memory_format, self.model = torch.contiguous_format, model
