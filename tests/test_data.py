@@ -50,6 +50,21 @@ def test_lr_is_a_downscale_of_hr(photo_dir: Path) -> None:
         assert (lr - bicubic).abs().mean() < 0.03
 
 
+def test_downscalers_choose_the_lr_kernel(photo_dir: Path) -> None:
+    paths = find_images([photo_dir])
+    mixed = CropDataset(paths, crop=32, scale=2, seed=2)
+    kernels_seen = set()
+    for i in range(12):
+        lr, hr = CropDataset(paths, crop=32, scale=2, seed=2, downscalers=("bicubic",))[i]
+        assert torch.equal(lr, downscale(hr[None], 2, "bicubic")[0])  # bicubic only: every item
+        lr_m, hr_m = mixed[i]
+        assert torch.equal(hr_m, hr)  # the kernel changes the LR only
+        kernels_seen |= {m for m in ("bilinear", "bicubic", "area") if torch.equal(lr_m, downscale(hr[None], 2, m)[0])}
+    assert kernels_seen == {"bilinear", "bicubic", "area"}  # the default draws all three
+    with pytest.raises(UnetsrError, match="downscalers"):
+        CropDataset(paths, crop=32, scale=2, downscalers=("nearest",))
+
+
 def test_degradations_change_the_lr_only(photo_dir: Path) -> None:
     paths = find_images([photo_dir])
     clean = CropDataset(paths, crop=32, scale=2, seed=1)

@@ -196,3 +196,27 @@ def test_jpeg_degraded_lr_is_scored_from_the_saved_jpeg(photo_png: Path, tiny_ch
     assert table["jpeg_quality"] == 60 and "JPEG q60" in table["lr"] and "JPEG q60" in captured.err
     psnr = {r["method"]: r["psnr"] for r in table["rows"]}
     assert psnr["bicubic"] == pytest.approx(rows["bicubic"].psnr, abs=1e-6)
+
+
+def test_box_lr_kernel_is_the_mean_of_each_2x2_block(photo_png: Path, tiny_checkpoint: Path, tiny_model, capsys,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Independently: a box downscale by 2 averages each 2×2 block; the bicubic row upscales that LR.
+    hr = np.asarray(Image.open(photo_png).convert("RGB"), dtype=np.float32) / 255
+    hr = hr[: hr.shape[0] // 2 * 2, : hr.shape[1] // 2 * 2]
+    blocks = hr.reshape(hr.shape[0] // 2, 2, hr.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+    _, lr = make_lr(hr, 2, kernel="box")
+    assert np.abs(lr - np.round(blocks * 255) / 255).max() <= 1 / 255 + 1e-6
+    assert np.abs(lr - make_lr(hr, 2)[1]).max() > 2 / 255  # not the bicubic protocol's LR
+    with pytest.raises(ValueError, match="unknown LR kernel"):
+        make_lr(hr, 2, kernel="nearest")
+
+    bicubic = np.clip(np.stack([np.asarray(Image.fromarray(lr[..., c], mode="F").resize(
+        (hr.shape[1], hr.shape[0]), Image.BICUBIC)) for c in range(3)], axis=2), 0, 1)
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "skipped"))
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--lr-kernel", "box",
+                          "--format", "json", "--quiet"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["lr_kernel"] == "box" and "antialiased box" in table["lr"]
+    psnr = {r["method"]: r["psnr"] for r in table["rows"]}
+    assert psnr["bicubic"] == pytest.approx(psnr_y_by_hand(bicubic, hr, 2), abs=0.05)
+    assert psnr["bicubic"] != pytest.approx(rows_of(tiny_model, [photo_png])["bicubic"].psnr, abs=0.05)

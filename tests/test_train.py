@@ -169,12 +169,16 @@ def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_pat
     assert model_cfg == ModelConfig.from_dict(recipe["model"])
     cfg, _, _, _ = parse_args(["--data", str(photos), "--out", str(tmp_path), "--degrade", "jpeg", "--val-quality", "60"])
     assert (cfg.degrade, cfg.val_quality) == ("jpeg", 60)
+    assert cfg.downscalers == ("bilinear", "bicubic", "area")  # the default mix
+    cfg, _, _, _ = parse_args(["--data", str(photos), "--out", str(tmp_path), "--downscalers", "bicubic", "bicubic", "area"])
+    assert cfg.downscalers == ("bicubic", "bicubic", "area")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # saved in checkpoints as a list, read back as a tuple
 
 
 @pytest.mark.parametrize("flags", [["--batch", "0"], ["--log-every", "0"], ["--ckpt-every", "0"], ["--val-every", "0"],
                                    ["--min-crop", "-5"], ["--widths", "0", "0", "0", "0", "0"], ["--steps", "0"],
                                    ["--lr", "nan"], ["--recipe", "nope"], ["--degrade", "heavy"],
-                                   ["--val-quality", "101"]])
+                                   ["--val-quality", "101"], ["--downscalers", "nearest"]])
 def test_bad_flags_are_refused_in_one_line(photos: Path, tmp_path: Path, flags: list[str],
                                            capsys: pytest.CaptureFixture) -> None:
     try:

@@ -101,6 +101,15 @@ def test_bf16_agrees_with_fp32_within_the_stated_tolerance(tiny_model: UNetSR) -
     assert up.model.tail.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_fp32_on_the_cpu_runs_channels_last_and_matches_the_plain_layout(tiny_model: UNetSR) -> None:
+    x = as_batch(photo_like(96, 128, seed=6))
+    up = Upscaler(tiny_model, device="cpu", precision="fp32")
+    assert up.model.tail.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        plain = tiny_model.eval()(x).clamp(0, 1)  # the caller's model, untouched: contiguous float32
+    assert (up.upscale_tensor(x) - plain).abs().max().item() < 1e-5
+
+
 def test_bf16_keeps_the_stem_in_float32_and_the_rest_in_bf16(tiny_model: UNetSR) -> None:
     # The stem sees the image (float32 in); what follows it, the residual stream of the LR blocks
     # included, must be bf16: float32 there costs casts and float32 adds at full LR size.

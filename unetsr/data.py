@@ -24,8 +24,8 @@ from .degradations import PRESETS, apply
 from .errors import UnetsrError
 from .images import is_image_path, read_image
 from .lowres import make_lr, resize
+from .recipes import DOWNSCALE_MODES
 
-DOWNSCALE_MODES = ("bilinear", "bicubic", "area")
 
 
 def find_images(folders: Sequence[str | Path]) -> list[Path]:
@@ -75,7 +75,8 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 class CropDataset(Dataset):
     """Item i: a random square crop of a random photo, of side log-uniform in [min_crop, max_crop]
     (max_crop 0: the photo's short side) at the photo's own resolution, downscaled to `crop`, randomly
-    flipped and rotated, paired with its LR made by a randomly chosen downscaler and, if `degrade`
+    flipped and rotated, paired with its LR made by a downscaler drawn from `downscalers` (repeat a name
+    to weight it) and, if `degrade`
     names a preset of `degradations.PRESETS` other than 'none', damaged by it (JPEG, noise, blur).
 
     Decoded photos are kept in a per-process cache of at most `cache_mb`, so small sets are decoded
@@ -84,11 +85,13 @@ class CropDataset(Dataset):
 
     def __init__(self, paths: Sequence[Path], crop: int = 96, scale: int = 2, min_crop: int | None = None,
                  seed: int = 0, degrade: str = "none", cache_mb: int = 1024, max_crop: int = 0,
-                 photo_downscale: float = 1.0) -> None:
+                 photo_downscale: float = 1.0, downscalers: Sequence[str] = DOWNSCALE_MODES) -> None:
         if not paths:
             raise UnetsrError("no training images found")
         if crop % scale:
             raise UnetsrError(f"crop {crop} must be a multiple of the scale {scale}")
+        if not downscalers or not set(downscalers) <= set(DOWNSCALE_MODES):
+            raise UnetsrError(f"downscalers must be among {', '.join(DOWNSCALE_MODES)}, got {list(downscalers)}")
         if degrade not in PRESETS:
             raise UnetsrError(f"unknown degradation {degrade!r}; one of {', '.join(PRESETS)}")
         self.min_crop = min_crop or crop
@@ -96,6 +99,7 @@ class CropDataset(Dataset):
             raise UnetsrError(f"min crop {self.min_crop} is smaller than the crop {crop}: HR crops are never upsampled")
         self.paths, self.crop, self.scale, self.max_crop = list(paths), crop, scale, max_crop
         self.seed, self.degrade, self.photo_downscale = seed, PRESETS[degrade], photo_downscale
+        self.downscalers = tuple(downscalers)
         self.cache_bytes = cache_mb * 2**20
         self._cache: OrderedDict[Path, Image.Image | np.ndarray] = OrderedDict()
         self._bad: set[Path] = set()
@@ -115,7 +119,7 @@ class CropDataset(Dataset):
         hr = self._random_crop(image, rng)
         hr = np.rot90(hr[:, ::-1] if rng.random() < 0.5 else hr, k=int(rng.integers(4)))
         hr_t = to_tensor(hr)
-        lr_t = downscale(hr_t[None], self.scale, DOWNSCALE_MODES[rng.integers(len(DOWNSCALE_MODES))])[0]
+        lr_t = downscale(hr_t[None], self.scale, self.downscalers[rng.integers(len(self.downscalers))])[0]
         if self.degrade is not None:
             lr8 = np.round(lr_t.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             lr_t = to_tensor(apply(lr8, self.degrade, rng))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cli import DEFAULT_TILE, fail, int_in, one_line, positive_int, prog_name
 from .errors import ImageError, UnetsrError, first_line
+from .lowres import LR_KERNELS
 
 if TYPE_CHECKING:  # torch is imported only once the command line has been parsed (fast --help)
     import numpy as np
@@ -79,10 +80,10 @@ def lpips_metric() -> tuple[Metric | None, str]:
 
 
 def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, scale: int,
-                lpips_fn: Metric | None = None,
-                quality: int = 0) -> dict[str, tuple[float, float, float | None, float, float]]:
+                lpips_fn: Metric | None = None, quality: int = 0,
+                kernel: str = "bicubic") -> dict[str, tuple[float, float, float | None, float, float]]:
     """Each method's (PSNR-Y, SSIM-Y, LPIPS, seconds, output MP) on one HR photo (float H×W×3 in [0, 1]),
-    its LR saved as a JPEG at `quality` first if that is > 0.
+    its LR made with `kernel` (lowres.LR_KERNELS) and saved as a JPEG at `quality` first if that is > 0.
 
     `upscaler` is one model (the row MODEL_ROW) or several by row name (e.g. the x4 model and the x2 twice).
     """
@@ -94,7 +95,7 @@ def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, sc
     def batch(arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
-    hr, lr = make_lr(hr_rgb, scale, quality)
+    hr, lr = make_lr(hr_rgb, scale, quality, kernel)
     size = (hr.shape[1], hr.shape[0])
     outputs: dict[str, tuple[torch.Tensor, float]] = {}
     for name in BASELINES:
@@ -116,11 +117,11 @@ def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, sc
 
 def evaluate(upscaler: Upscaler | dict[str, Upscaler], paths: Sequence[Path], scale: int, lpips_fn: Metric | None = None, *,
              progress: bool = False, on_error: Callable[[Path, UnetsrError], None] | None = None,
-             quality: int = 0) -> list[Row]:
+             quality: int = 0, kernel: str = "bicubic") -> list[Row]:
     """Mean scores per method over the photos: bilinear, bicubic, Lanczos and the model (in that order).
 
-    Photos are read with images.read_image (16-bit kept) and their LR made by lowres.make_lr (saved as
-    JPEG at `quality` if > 0, the compressed inputs people have). A photo
+    Photos are read with images.read_image (16-bit kept) and their LR made by lowres.make_lr with
+    `kernel` (saved as JPEG at `quality` if > 0, the compressed inputs people have). A photo
     that cannot be read or is too small raises ImageError, or is passed to `on_error` and left out.
     """
     import numpy as np  # noqa: PLC0415
@@ -143,7 +144,7 @@ def evaluate(upscaler: Upscaler | dict[str, Upscaler], paths: Sequence[Path], sc
                 raise
             on_error(path, exc)
             continue
-        for name, values in score_photo(upscaler, rgb, scale, lpips_fn, quality).items():
+        for name, values in score_photo(upscaler, rgb, scale, lpips_fn, quality, kernel).items():
             scores.setdefault(name, []).append(values)
     rows = []
     for name, values in scores.items():
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jpeg: save each LR as a JPEG (4:2:0, Pillow) at --quality before upscaling (default: %(default)s)")
     p.add_argument("--quality", type=int_in(1, 100), default=75, metavar="Q",
                    help="JPEG quality for --degrade jpeg (default: %(default)s)")
+    p.add_argument("--lr-kernel", choices=LR_KERNELS, default="bicubic",
+                   help="how the LR is made: bicubic is the protocol; the others test LR made by other "
+                        "downscalers (antialiased, PIL) (default: %(default)s)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--format", choices=FORMATS, default="md", help="table format on stdout (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     skipped: list[Path] = []
     quality = args.quality if args.degrade == "jpeg" else 0
-    lr_text = "antialiased bicubic (PIL), rounded to 8 bits" + (f", saved as JPEG q{quality} 4:2:0" if quality else "")
+    lr_text = f"antialiased {args.lr_kernel} (PIL), rounded to 8 bits" + (f", saved as JPEG q{quality} 4:2:0" if quality else "")
 
     def skip(path: Path, exc: UnetsrError) -> None:
         skipped.append(path)
@@ -246,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no images in {' '.join(args.hr)}")
         scale = args.scale or upscaler.scale
         lpips_fn, note = (None, "skipped (--no-lpips)") if args.no_lpips else lpips_metric()
-        rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip, quality=quality)
+        rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip, quality=quality,
+                        kernel=args.lr_kernel)
     except (UnetsrError, OSError) as exc:
         return fail(PROG, first_line(exc))
     except KeyboardInterrupt:
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
           file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,
-            "lr": lr_text, "jpeg_quality": quality or None, "threads": threads,
+            "lr": lr_text, "lr_kernel": args.lr_kernel, "jpeg_quality": quality or None, "threads": threads,
             "precision": upscaler.precision, "checkpoint": args.checkpoint or "shipped", "lpips_note": note or None}
     print(format_table(rows, args.format, info), flush=True)
     if note:  # after the table, as a footnote to its LPIPS column

@@ -11,6 +11,10 @@ import numpy as np
 from PIL import Image
 
 BASELINES = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+# The downscalers LR can be made with: bicubic is the protocol; the others measure how a model copes
+# with LR it was not told about (`evaluate --lr-kernel`). PIL antialiases all of them when reducing.
+LR_KERNELS = ("bicubic", "bilinear", "box", "lanczos")
+_FILTERS = {**BASELINES, "box": Image.BOX}
 
 
 def crop_to_multiple(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -19,16 +23,19 @@ def crop_to_multiple(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[:h, :w]
 
 
-def make_lr(hr: np.ndarray, scale: int, quality: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_lr(hr: np.ndarray, scale: int, quality: int = 0, kernel: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
     """(HR cropped to a multiple of scale, its LR): float32 H×W×C arrays in [0, 1], the LR on 8-bit steps.
 
-    Each channel is resized in 32-bit float by PIL's bicubic (antialiased when reducing), so 16-bit
+    Each channel is resized in 32-bit float by PIL's bicubic (or `kernel`, one of LR_KERNELS;
+    antialiased when reducing), so 16-bit
     inputs keep their precision until the final rounding to 8 bits that LR photos have. `quality` > 0
     then saves the LR as a JPEG at that quality with Pillow's defaults (4:2:0 chroma), as photos are shared.
     """
+    if kernel not in LR_KERNELS:
+        raise ValueError(f"unknown LR kernel {kernel!r}; one of {', '.join(LR_KERNELS)}")
     hr = crop_to_multiple(np.asarray(hr, dtype=np.float32), scale)
     h, w = hr.shape[:2]
-    lr = np.round(np.clip(resize(hr, (w // scale, h // scale), "bicubic"), 0, 1) * 255)
+    lr = np.round(np.clip(resize(hr, (w // scale, h // scale), kernel), 0, 1) * 255)
     if quality:
         from .degradations import jpeg_roundtrip  # noqa: PLC0415
 
@@ -44,10 +51,11 @@ def upscale_baseline(lr: np.ndarray, size: tuple[int, int], method: str = "bicub
 
 
 def resize(image: np.ndarray, size: tuple[int, int], method: str = "bicubic") -> np.ndarray:
-    """Resize a float H×W or H×W×C array to `size` = (width, height) channel by channel with PIL."""
-    if method not in BASELINES:
-        raise ValueError(f"unknown resize method {method!r}; one of {', '.join(BASELINES)}")
+    """Resize a float H×W or H×W×C array to `size` = (width, height) channel by channel with PIL
+    (`method`: a BASELINES name, or box)."""
+    if method not in _FILTERS:
+        raise ValueError(f"unknown resize method {method!r}; one of {', '.join(_FILTERS)}")
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
-        return np.asarray(Image.fromarray(image, mode="F").resize(size, BASELINES[method]), dtype=np.float32)
+        return np.asarray(Image.fromarray(image, mode="F").resize(size, _FILTERS[method]), dtype=np.float32)
     return np.stack([resize(image[..., c], size, method) for c in range(image.shape[2])], axis=2)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+# The kernels training can make its LR with (`data.downscale`): antialiased torch interpolation modes.
+DOWNSCALE_MODES = ("bilinear", "bicubic", "area")
 
 # Fields a resumed run may change; every other one must match the saved run.
 CHANGEABLE_ON_RESUME = frozenset({"steps", "workers", "val_every", "ckpt_every", "log_every", "val", "out",
@@ -38,6 +40,7 @@ class TrainConfig:
     min_crop: int = 0  # smallest HR crop side before downscaling to `crop` (0: `crop`; never smaller)
     max_crop: int = 0  # largest HR crop side (0: the photo's short side)
     photo_downscale: float = 1.0  # shrink each photo by this factor before cropping
+    downscalers: tuple[str, ...] = DOWNSCALE_MODES  # LR kernels, one drawn per crop (repeat a name to weight it)
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 200

@@ -13,7 +13,7 @@ from dataclasses import fields
 from .cli import fail, float_in, int_in, positive_int, prog_name
 from .config import ENCODER_DEPTHS, ModelConfig
 from .degradations import PRESETS
-from .recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
+from .recipes import BACKBONE_DEFAULTS, DOWNSCALE_MODES, TrainConfig, load_recipe, recipe_names
 
 _RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024), "min_crop": int_in(0),
            "max_crop": int_in(0), "photo_downscale": float_in(1.0, 16.0), "lr": float_in(0, 1, inclusive=False),
@@ -28,7 +28,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "init": "warm-start the decoder from this checkpoint (matching tensors; fresh optimiser, step 0)",
          "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
                     "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
-         "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)"}
+         "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)",
+         "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "backbone", "backbone_seed")
 
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, action="store_const", const=True, help=f"{extra} (off by default)")
         elif f.name == "degrade":
             p.add_argument(flag, choices=tuple(PRESETS), help=f"{extra} (default {default})")
+        elif f.name == "downscalers":
+            p.add_argument(flag, nargs="+", choices=DOWNSCALE_MODES, help=f"{extra} (default {' '.join(default)})")
         elif f.name == "precision":
             p.add_argument(flag, choices=("auto", "bf16", "fp16", "fp32"), help=f"{extra} (default {default})")
         else:
