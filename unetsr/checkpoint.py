@@ -28,8 +28,8 @@ VERSION = 1  # the checksum is an optional key, so version-1 files from before i
 CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "83a9a61c8976f3fbd760272228fdfecc7203953e25dd70748e2beac4277a3ce4"
-X4_SHA256: str | None = "610b13ef3542fc36d59006e818d901194e08e6ad1992d63b889abf8a2e7d4aa1"
+DEFAULT_SHA256: str | None = "6f506ffd1f9110ff41af43d0d0d19c3f533cbeabef215834c1ead51bc5d4c747"
+X4_SHA256: str | None = "ab0e5dc116890418b36db9052011023c2ec5097506c05f3ba71b1ad4b7506b8e"
 X2_JPEG_SHA256: str | None = "200bc68c4e0dbfb26bda3293e72ae8212fb5fbb882d59ad8f46fde1655d4348e"
 SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256}  # unetsr/weights/unetsr_<name>.pt
 
