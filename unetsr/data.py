@@ -27,7 +27,6 @@ from .lowres import make_lr, resize
 from .recipes import DOWNSCALE_MODES
 
 
-
 def find_images(folders: Sequence[str | Path]) -> list[Path]:
     """Image files under the given folders (recursively), sorted so runs see the same order."""
     paths: list[Path] = []

@@ -26,9 +26,9 @@ def crop_to_multiple(hr: np.ndarray, scale: int) -> np.ndarray:
 def make_lr(hr: np.ndarray, scale: int, quality: int = 0, kernel: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
     """(HR cropped to a multiple of scale, its LR): float32 H×W×C arrays in [0, 1], the LR on 8-bit steps.
 
-    Each channel is resized in 32-bit float by PIL's bicubic (or `kernel`, one of LR_KERNELS;
-    antialiased when reducing), so 16-bit
-    inputs keep their precision until the final rounding to 8 bits that LR photos have. `quality` > 0
+    Each channel is resized in 32-bit float by PIL's `kernel` (bicubic, the protocol, or another of
+    LR_KERNELS; antialiased when reducing), so 16-bit inputs keep their precision until the final
+    rounding to 8 bits that LR photos have. `quality` > 0
     then saves the LR as a JPEG at that quality with Pillow's defaults (4:2:0 chroma), as photos are shared.
     """
     if kernel not in LR_KERNELS:
