@@ -146,6 +146,24 @@ def test_init_into_a_model_with_more_blocks_starts_as_the_smaller_model(photos: 
         assert torch.allclose(grown.eval()(x), small(x), atol=1e-6)
 
 
+def test_init_into_a_two_step_x4_model_keeps_the_decoder_and_grows_a_tail(tmp_path: Path) -> None:
+    plain = build_model(replace(TINY, scale=4))
+    for p in plain.parameters():
+        p.data.normal_(0, 0.1) if p.requires_grad else None
+    two_step = build_model(replace(TINY, scale=4, up_blocks=2))
+    _, model_cfg, _, _ = parse_args(["--data", "d", "--out", "o", "--scale", "4", "--up-blocks", "2", *TINY_FLAGS])
+    assert model_cfg == two_step.config
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    assert training_module.warm_start(two_step, tmp_path / "plain.pt").startswith("30 of 42 ")  # all but the tail; 10 new: conv, 2 blocks
+    assert torch.equal(two_step.body[0].conv1.weight, plain.body[0].conv1.weight)
+    assert torch.count_nonzero(two_step.up[2].conv2.weight) == 0  # the blocks at 2x start as identities
+    assert torch.count_nonzero(two_step.tail.weight) == 0  # a new tail (12 channels, not 48) starts at zero
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        bilinear = torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+        assert torch.equal(two_step.eval()(x), bilinear)
+
+
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
 def test_bf16_is_the_default_on_this_cpu(photos: Path, tmp_path: Path) -> None:
     summary = train(run_config(photos, tmp_path, 2, val=(), precision="auto"), TINY)
@@ -178,7 +196,8 @@ def test_defaults_follow_the_backbone_and_recipes_are_data(photos: Path, tmp_pat
 @pytest.mark.parametrize("flags", [["--batch", "0"], ["--log-every", "0"], ["--ckpt-every", "0"], ["--val-every", "0"],
                                    ["--min-crop", "-5"], ["--widths", "0", "0", "0", "0", "0"], ["--steps", "0"],
                                    ["--lr", "nan"], ["--recipe", "nope"], ["--degrade", "heavy"],
-                                   ["--val-quality", "101"], ["--downscalers", "nearest"]])
+                                   ["--val-quality", "101"], ["--downscalers", "nearest"],
+                                   ["--scale", "3", "--up-blocks", "1"]])
 def test_bad_flags_are_refused_in_one_line(photos: Path, tmp_path: Path, flags: list[str],
                                            capsys: pytest.CaptureFixture) -> None:
     try:

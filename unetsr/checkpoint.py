@@ -29,7 +29,7 @@ CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
 DEFAULT_SHA256: str | None = "6f506ffd1f9110ff41af43d0d0d19c3f533cbeabef215834c1ead51bc5d4c747"
-X4_SHA256: str | None = "ab0e5dc116890418b36db9052011023c2ec5097506c05f3ba71b1ad4b7506b8e"
+X4_SHA256: str | None = "3a764d08bdf1f3cee6d522200f44761aab8f2e2ca70a4f69d0798386a72cfc57"
 X2_JPEG_SHA256: str | None = "200bc68c4e0dbfb26bda3293e72ae8212fb5fbb882d59ad8f46fde1655d4348e"
 SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256}  # unetsr/weights/unetsr_<name>.pt
 

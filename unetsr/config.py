@@ -20,7 +20,9 @@ class ModelConfig:
     `widths` and `blocks` give the decoder's channels and residual blocks at LR resolution (stride 1)
     and at the encoder taps of stride 2, 4, 8 and 16 (only as many as the encoder depth reaches).
     `block_convs` is the shape of every residual block: 2 is conv-ReLU-conv, 3 is
-    conv-ReLU-conv-ReLU-conv (ArtCNN's choice).
+    conv-ReLU-conv-ReLU-conv (ArtCNN's choice). `up_blocks` (even scales only) moves the last x2 of the
+    upsampling before the tail: a convolution and pixel shuffle to twice the LR resolution, then this
+    many residual blocks of `widths[0]` channels there (EDSR's two-step x4 tail); 0 keeps one sub-pixel step.
     """
 
     scale: int = 2
@@ -30,6 +32,7 @@ class ModelConfig:
     backbone: str = "imagenet"
     backbone_seed: int = 0
     block_convs: int = 2
+    up_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4):
@@ -45,6 +48,9 @@ class ModelConfig:
             raise ValueError(f"widths must be at least 1 and blocks at least 0, got {self.widths} and {self.blocks}")
         if self.block_convs not in (2, 3):
             raise ValueError(f"block_convs must be 2 or 3, got {self.block_convs}")
+        if self.up_blocks < 0 or (self.up_blocks and self.scale % 2):
+            raise ValueError(f"up_blocks must be at least 0, and above 0 only at an even scale; got {self.up_blocks} "
+                             f"at scale {self.scale}")
 
     @property
     def stride(self) -> int:

@@ -77,8 +77,12 @@ class UNetSR(nn.Module):
         self.reduce = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 1) for i in range(levels))
         self.head = nn.Conv2d(3, w[0], 3, padding=1)
         self.body = nn.Sequential(*(ResBlock(w[0], config.block_convs) for _ in range(blocks[0])))
-        self.tail = nn.Conv2d(w[0], 3 * config.scale**2, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(config.scale)
+        tail_scale = config.scale // 2 if config.up_blocks else config.scale
+        self.up = (nn.Sequential(nn.Conv2d(w[0], 4 * w[0], 3, padding=1), nn.PixelShuffle(2),
+                                 *(ResBlock(w[0], config.block_convs) for _ in range(config.up_blocks)))
+                   if config.up_blocks else nn.Identity())
+        self.tail = nn.Conv2d(w[0], 3 * tail_scale**2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(tail_scale)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
         self.encoder.eval()
@@ -98,7 +102,8 @@ class UNetSR(nn.Module):
         return F.interpolate(x, scale_factor=self.config.scale, mode="bilinear", align_corners=False)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoder's prediction, computed at LR resolution and upsampled late by pixel shuffle."""
+        """The decoder's prediction, computed at LR resolution (then at 2x LR with `up_blocks`) and
+        upsampled late by pixel shuffle."""
         h, w = x.shape[-2:]
         stride = self.config.stride
         padded = F.pad(x, (0, -w % stride, 0, -h % stride), mode="replicate")
@@ -115,7 +120,7 @@ class UNetSR(nn.Module):
             y = lat if y is None else lat + _up2(y)
             y = self.reduce[i](self.fuse[i](y))
         y = self.body(self.head(z) + _up2(y))
-        out = self.shuffle(self.tail(y))
+        out = self.shuffle(self.tail(self.up(y)))
         return out[..., : h * self.config.scale, : w * self.config.scale]
 
 

@@ -30,7 +30,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
                     "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
          "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)",
          "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
-_MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "backbone", "backbone_seed")
+_MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "up_blocks", "backbone",
+               "backbone_seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", type=int_in(1, 1024), nargs=5, help=f"decoder channels at strides 1..16 (default {list(m.widths)})")
     p.add_argument("--blocks", type=int_in(0, 64), nargs=5, help=f"decoder blocks at strides 1..16 (default {list(m.blocks)})")
     p.add_argument("--block-convs", type=int, choices=(2, 3), help=f"convolutions per residual block (default {m.block_convs})")
+    p.add_argument("--up-blocks", type=int_in(0, 64),
+                   help=f"blocks at twice the LR resolution, upsampling in two steps (even scales; default {m.up_blocks})")
     for f in fields(TrainConfig):
         if f.name in ("data", "out", "val", "recipe"):
             continue
