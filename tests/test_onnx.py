@@ -121,3 +121,23 @@ def test_export_format_choice_and_refusals(exported: tuple[Path, str], tiny_chec
     with pytest.raises(UnetsrError, match="being exported"):
         export_onnx(tiny_checkpoint, tiny_checkpoint, overwrite=True)
     assert path.read_bytes() == before
+
+
+def test_a_two_step_x4_model_exports_and_matches_torch(tmp_path: Path) -> None:
+    from unetsr.config import ModelConfig  # noqa: PLC0415
+    from unetsr.model import build_model  # noqa: PLC0415
+    from unetsr.onnx_export import onnx_bytes  # noqa: PLC0415
+
+    model = build_model(ModelConfig(scale=4, widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), up_blocks=2,
+                                    backbone="random")).eval()
+    torch.nn.init.normal_(model.tail.weight, std=0.05)  # a non-zero residual, so a match means something
+    path = tmp_path / "x4.onnx"
+    path.write_bytes(onnx_bytes(model, {}))
+    x = as_batch(photo_like(19, 26, seed=3))
+    onnx_model = OnnxModel(path)
+    with torch.no_grad():
+        ref, bilinear = model(x), model.base(x)
+    y = onnx_model(x)
+    assert onnx_model.config.scale == 4 and tuple(y.shape) == (1, 3, 76, 104)
+    assert (y - ref).abs().max().item() <= 1 / 255
+    assert (ref - bilinear).abs().max().item() > 4 / 255
