@@ -13,13 +13,15 @@ from PIL import Image
 
 from helpers import as_batch, photo_like
 from unetsr import export, infer
+from unetsr.config import ModelConfig
 from unetsr.errors import CheckpointError, UnetsrError
 from unetsr.fileio import sha256_of
+from unetsr.model import build_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from unetsr.onnx_export import OPSET, export_onnx  # noqa: E402  (needs onnx)
+from unetsr.onnx_export import OPSET, export_onnx, onnx_bytes  # noqa: E402  (needs onnx)
 from unetsr.onnx_runtime import OnnxModel  # noqa: E402
 
 
@@ -124,10 +126,6 @@ def test_export_format_choice_and_refusals(exported: tuple[Path, str], tiny_chec
 
 
 def test_a_two_step_x4_model_exports_and_matches_torch(tmp_path: Path) -> None:
-    from unetsr.config import ModelConfig  # noqa: PLC0415
-    from unetsr.model import build_model  # noqa: PLC0415
-    from unetsr.onnx_export import onnx_bytes  # noqa: PLC0415
-
     model = build_model(ModelConfig(scale=4, widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), up_blocks=2,
                                     backbone="random")).eval()
     torch.nn.init.normal_(model.tail.weight, std=0.05)  # a non-zero residual, so a match means something
