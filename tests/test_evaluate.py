@@ -220,3 +220,16 @@ def test_box_lr_kernel_is_the_mean_of_each_2x2_block(photo_png: Path, tiny_check
     psnr = {r["method"]: r["psnr"] for r in table["rows"]}
     assert psnr["bicubic"] == pytest.approx(psnr_y_by_hand(bicubic, hr, 2), abs=0.05)
     assert psnr["bicubic"] != pytest.approx(rows_of(tiny_model, [photo_png])["bicubic"].psnr, abs=0.05)
+
+
+def test_ensemble_flag_scores_the_self_ensemble(photo_png: Path, tiny_checkpoint: Path, tiny_model, capsys) -> None:
+    hr, lr = hr_and_lr(photo_png)
+    ensemble = Upscaler(tiny_model, device="cpu", precision="fp32", ensemble=True).upscale_array(lr)
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--ensemble",
+                          "--precision", "fp32", "--no-lpips", "--format", "json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    table = json.loads(captured.out)
+    psnr = {r["method"]: r["psnr"] for r in table["rows"]}
+    assert table["ensemble"] is True and "x8 self-ensemble" in captured.err
+    assert psnr["unetsr"] == pytest.approx(psnr_y_by_hand(ensemble, hr, 2), abs=0.02)
+    assert psnr["unetsr"] != pytest.approx(rows_of(tiny_model, [photo_png])["unetsr"].psnr, abs=0.01)

@@ -530,7 +530,9 @@ def test_precision_reaches_the_upscaler(capsys, photo_png: Path, tiny_checkpoint
     from unetsr.upscaler import Upscaler
 
     assert upscaler_options(Upscaler, "cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
-                                                                 "tile_overlap": 8, "precision": "bf16"}
+                                                                 "tile_overlap": 8, "precision": "bf16",
+                                                                 "ensemble": False}
+    assert upscaler_options(Upscaler, "cpu", False, "fp32", 0, 8, ensemble=True)["ensemble"] is True
     code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
     assert code == 0, err
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)

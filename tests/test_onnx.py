@@ -83,6 +83,17 @@ def test_infer_runtime_onnx_writes_what_the_torch_path_writes(exported: tuple[Pa
     assert np.abs(via_onnx - via_torch).max() <= 1
 
 
+def test_ensemble_runs_on_onnx_as_on_torch(exported: tuple[Path, str], tiny_checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "odd.png"
+    Image.fromarray((photo_like(21, 34, seed=4) * 255 + 0.5).astype(np.uint8)).save(image)
+    via_onnx = _upscale_with(exported[0], image, tmp_path / "onnx", "--runtime", "onnx", "--ensemble")
+    via_torch = _upscale_with(tiny_checkpoint, image, tmp_path / "torch", "--precision", "fp32", "--ensemble")
+    single = _upscale_with(tiny_checkpoint, image, tmp_path / "single", "--precision", "fp32")
+    assert via_onnx.shape == via_torch.shape == (42, 68, 3)
+    assert np.abs(via_onnx - via_torch).max() <= 1
+    assert np.abs(via_torch - single).max() > 1  # so --ensemble reached both runtimes
+
+
 def test_bad_onnx_files_give_one_line_and_exit_1(tmp_path: Path, photo_png: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     garbage = tmp_path / "bad.onnx"

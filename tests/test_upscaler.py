@@ -154,3 +154,52 @@ def test_half_on_cpu_is_ignored_with_a_warning(tiny_model: UNetSR) -> None:
     with pytest.warns(UserWarning, match="ignored on the CPU"):
         up = Upscaler(tiny_model, device="cpu", half=True, precision="fp32")
     assert up.dtype == torch.float32 and up.precision == "fp32"
+
+
+def _numpy_views(arr: np.ndarray) -> list[tuple[np.ndarray, object]]:
+    """The 8 flips and rotations of an H×W×C array, each with the numpy function that maps an output back."""
+    views = []
+    for k in range(4):
+        views.append((np.rot90(arr, k), lambda y, k=k: np.rot90(y, -k)))
+        views.append((np.rot90(arr[:, ::-1], k), lambda y, k=k: np.rot90(y, -k)[:, ::-1]))
+    return views
+
+
+def test_the_eight_views_are_the_square_symmetries_and_unview_undoes_each() -> None:
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+    arr = x[0].permute(1, 2, 0).numpy()
+    expected = {np.ascontiguousarray(v).tobytes() for v, _ in _numpy_views(arr)}
+    got = {np.ascontiguousarray(upscaler_module.dihedral_view(x, v)[0].permute(1, 2, 0).numpy()).tobytes()
+           for v in range(upscaler_module.ENSEMBLE_VIEWS)}
+    assert got == expected and len(got) == 8
+    for view in range(upscaler_module.ENSEMBLE_VIEWS):
+        assert torch.equal(upscaler_module.unview(upscaler_module.dihedral_view(x, view), view), x)
+
+
+def test_ensemble_is_the_mean_of_the_model_over_the_eight_views(tiny_model: UNetSR) -> None:
+    arr = 0.2 + 0.6 * photo_like(64, 96, seed=5)  # stride-aligned, and far from 0 and 1, where outputs clamp
+    plain = Upscaler(tiny_model, precision="fp32")
+    outputs = [back(plain.upscale_array(np.ascontiguousarray(view))) for view, back in _numpy_views(arr)]
+    expected = np.clip(np.mean(outputs, axis=0), 0, 1)
+    got = Upscaler(tiny_model, precision="fp32", ensemble=True).upscale_array(arr)
+    assert got.shape == expected.shape == (128, 192, 3)
+    assert np.abs(got - expected).max() < 1e-5
+    assert np.abs(got - plain.upscale_array(arr)).max() > 1 / 255  # the views disagree, so the mean is news
+
+
+def test_ensemble_output_commutes_with_flips_and_transposes(tiny_model: UNetSR) -> None:
+    x = as_batch(photo_like(64, 64, seed=6))  # a multiple of the stride: no one-sided padding
+    plain, ensemble = Upscaler(tiny_model, precision="fp32"), Upscaler(tiny_model, precision="fp32", ensemble=True)
+    for dims in ((-1,), (-2,)):
+        assert (ensemble.upscale_tensor(x.flip(dims)) - ensemble.upscale_tensor(x).flip(dims)).abs().max() < 1e-5
+        assert (plain.upscale_tensor(x.flip(dims)) - plain.upscale_tensor(x).flip(dims)).abs().max() > 1 / 255
+    transposed = ensemble.upscale_tensor(x.transpose(-2, -1))
+    assert (transposed - ensemble.upscale_tensor(x).transpose(-2, -1)).abs().max() < 1e-5
+
+
+def test_ensemble_tiled_matches_untiled(tiny_model: UNetSR) -> None:
+    x = as_batch(photo_like(70, 90, seed=7))
+    whole = Upscaler(tiny_model, ensemble=True).upscale_tensor(x)
+    tiled = Upscaler(tiny_model, ensemble=True, tile=32, tile_overlap=32).upscale_tensor(x)
+    assert whole.shape == tiled.shape == (1, 3, 140, 180)
+    assert (whole - tiled).abs().max().item() < 1 / 255

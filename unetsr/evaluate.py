@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="the model's number format; auto: bf16 on CPUs with native bf16, else fp32 "
                         "(default: %(default)s)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="the model averaged over the 8 flips and transposes of each photo (8x the time)")
     p.add_argument("--degrade", choices=("none", "jpeg"), default="none",
                    help="jpeg: save each LR as a JPEG (4:2:0, Pillow) at --quality before upscaling (default: %(default)s)")
     p.add_argument("--quality", type=int_in(1, 100), default=75, metavar="Q",
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: skipped: {one_line(first_line(exc))}", file=sys.stderr)
 
     try:
-        options = dict(device="cpu", precision=args.precision, tile=args.tile or None)
+        options = dict(device="cpu", precision=args.precision, tile=args.tile or None, ensemble=args.ensemble)
         if args.checkpoint:
             upscaler = Upscaler.from_checkpoint(args.checkpoint, **options)
             models: Upscaler | dict[str, Upscaler] = upscaler
@@ -262,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     photos = f"{count} photo{'s' * (count != 1)}" + (f" ({len(skipped)} skipped)" if skipped else "")
     print(f"{photos}, x{scale}, LR by {lr_text}, border of {scale} px shaved, "
-          f"model in {upscaler.precision} on {threads} CPU threads; "
+          f"model in {upscaler.precision}{' (x8 self-ensemble)' * args.ensemble} on {threads} CPU threads; "
           f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
           file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,
             "lr": lr_text, "lr_kernel": args.lr_kernel, "jpeg_quality": quality or None, "threads": threads,
-            "precision": upscaler.precision, "checkpoint": args.checkpoint or "shipped", "lpips_note": note or None}
+            "precision": upscaler.precision, "ensemble": args.ensemble, "checkpoint": args.checkpoint or "shipped",
+            "lpips_note": note or None}
     print(format_table(rows, args.format, info), flush=True)
     if note:  # after the table, as a footnote to its LPIPS column
         print(f"LPIPS n/a: {note}", file=sys.stderr)

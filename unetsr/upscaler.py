@@ -27,6 +27,10 @@ from .errors import NonFiniteError
 from .model import UNetSR
 from .precision import autocast, cpu_has_bf16, memory_format, resolve_precision
 
+ENSEMBLE_VIEWS = 8
+"""With `ensemble`, the model sees the patch in all 8 flips and transposes (the dihedral group of the square)
+and the 8 outputs, mapped back, are averaged: the geometric self-ensemble of EDSR+ (Lim et al., 2017)."""
+
 EXTRA_PASS_ABOVE = 1.5
 """Another model pass is run only while more than this factor would be left for the final bicubic resize:
 x2.01 with an x2 model is one pass and a 1.005 resize, x3 one pass and 1.5, x3.2 two passes and 0.8."""
@@ -69,12 +73,15 @@ class Upscaler:
     Tiles are computed with `tile_overlap` pixels of context on each side, aligned to the encoder's
     stride, and only their centres are kept, so a tiled result matches the untiled one (to about 1/255). The Upscaler
     runs its own copy of `model`: the caller's model is never moved, cast or switched to eval.
+    `ensemble` averages the model over the 8 flips and transposes of each patch: 8 times the time, for
+    a steadier, slightly better result (the README's model card has the figures).
     """
 
     name: str = "model"  # what to call the model in messages: "shipped x4 model", "best.pt", ...
 
     def __init__(self, model: UNetSR, device: str = "auto", precision: str = "auto", half: bool = False,
-                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> None:
+                 tile: int | None = None, tile_overlap: int = DEFAULT_TILE_OVERLAP, ensemble: bool = False) -> None:
+        self.ensemble = ensemble
         if not isinstance(model, nn.Module):  # a runtime that runs the whole model itself (onnx_runtime.OnnxModel)
             self.device, self.precision, self.dtype = torch.device("cpu"), "fp32", torch.float32
             self.memory_format, self.model = torch.contiguous_format, model
@@ -188,18 +195,52 @@ class Upscaler:
         return out
 
     def _run_model(self, patch: torch.Tensor) -> torch.Tensor:
-        """The model on one float32 patch: the decoder in the chosen precision, base and sum in float32."""
-        if not isinstance(self.model, nn.Module):
-            result = self.model(patch)
+        """The model on one float32 patch, or with `ensemble` the mean over its 8 views mapped back."""
+        if self.ensemble:  # padded first as the model pads, so that every view sees the same stride grid
+            (h, w), stride, s = patch.shape[-2:], self.model.config.stride, self.scale
+            padded = F.pad(patch, (0, -w % stride, 0, -h % stride), mode="replicate")
+            result = self._run_once(padded)
+            for view in range(1, ENSEMBLE_VIEWS):
+                result += unview(self._run_once(dihedral_view(padded, view)), view)
+            result = result[..., :h * s, :w * s] / ENSEMBLE_VIEWS
         else:
-            inputs = patch.to(self.dtype).contiguous(memory_format=self.memory_format)
-            with autocast(self.device, "bf16" if self.precision == "bf16" else "fp32"):
-                residual = self.model.residual(inputs)
-            result = self.model.base(patch) + residual.float()
+            result = self._run_once(patch)
         if not torch.isfinite(result).all():
             raise NonFiniteError("the model's output holds NaN or infinite values; its weights are damaged or "
                                  "it diverged in training (use another checkpoint)")
         return result
+
+    def _run_once(self, patch: torch.Tensor) -> torch.Tensor:
+        """The model on one float32 patch: the decoder in the chosen precision, base and sum in float32."""
+        if not isinstance(self.model, nn.Module):
+            return self.model(patch)
+        inputs = patch.to(self.dtype).contiguous(memory_format=self.memory_format)
+        with autocast(self.device, "bf16" if self.precision == "bf16" else "fp32"):
+            residual = self.model.residual(inputs)
+        return self.model.base(patch) + residual.float()
+
+
+def dihedral_view(x: torch.Tensor, view: int) -> torch.Tensor:
+    """One of the 8 flips and transposes of (..., H, W) `x`: bit 2 of `view` transposes, bit 1 flips
+    vertically, bit 0 horizontally (applied in that order); view 0 is x itself."""
+    if view & 4:
+        x = x.transpose(-2, -1)
+    if view & 2:
+        x = x.flip(-2)
+    if view & 1:
+        x = x.flip(-1)
+    return x
+
+
+def unview(y: torch.Tensor, view: int) -> torch.Tensor:
+    """The inverse of `dihedral_view(., view)`: the same steps undone in the reverse order."""
+    if view & 1:
+        y = y.flip(-1)
+    if view & 2:
+        y = y.flip(-2)
+    if view & 4:
+        y = y.transpose(-2, -1)
+    return y
 
 
 class Float32(nn.Module):
