@@ -533,9 +533,13 @@ def test_precision_reaches_the_upscaler(capsys, photo_png: Path, tiny_checkpoint
                                                                  "tile_overlap": 8, "precision": "bf16",
                                                                  "ensemble": False}
     assert upscaler_options(Upscaler, "cpu", False, "fp32", 0, 8, ensemble=True)["ensemble"] is True
-    code, _, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
+    code, out, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
     assert code == 0, err
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)
+    assert "tiny.pt, " in out and "self-ensemble" not in out
+    code, out, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--ensemble", "--overwrite")
+    assert code == 0, err
+    assert "tiny.pt (x8 self-ensemble), " in out
 
 
 def test_console_script_names_itself(monkeypatch, capsys, tmp_path: Path) -> None:
