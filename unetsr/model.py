@@ -105,9 +105,7 @@ class UNetSR(nn.Module):
         """The decoder's prediction, computed at LR resolution (then at 2x LR with `up_blocks`) and
         upsampled late by pixel shuffle."""
         h, w = x.shape[-2:]
-        stride = self.config.stride
-        padded = F.pad(x, (0, -w % stride, 0, -h % stride), mode="replicate")
-        z = self.normalize(padded)
+        z = self.normalize(pad_to_stride(x, self.config.stride))
         taps = []
         with torch.no_grad():
             feat = z
@@ -138,3 +136,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     return trainable, frozen
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(..., H, W) padded at the bottom and right, by edge replication, to multiples of `stride`."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % stride, 0, -h % stride), mode="replicate")

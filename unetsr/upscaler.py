@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .cli import DEFAULT_TILE_OVERLAP
 from .checkpoint import load_checkpoint, load_default
 from .errors import NonFiniteError
-from .model import UNetSR
+from .model import UNetSR, pad_to_stride
 from .precision import autocast, cpu_has_bf16, memory_format, resolve_precision
 
 ENSEMBLE_VIEWS = 8
@@ -197,8 +197,8 @@ class Upscaler:
     def _run_model(self, patch: torch.Tensor) -> torch.Tensor:
         """The model on one float32 patch, or with `ensemble` the mean over its 8 views mapped back."""
         if self.ensemble:  # padded first as the model pads, so that every view sees the same stride grid
-            (h, w), stride, s = patch.shape[-2:], self.model.config.stride, self.scale
-            padded = F.pad(patch, (0, -w % stride, 0, -h % stride), mode="replicate")
+            (h, w), s = patch.shape[-2:], self.scale
+            padded = pad_to_stride(patch, self.model.config.stride)
             result = self._run_once(padded)
             for view in range(1, ENSEMBLE_VIEWS):
                 result += unview(self._run_once(dihedral_view(padded, view)), view)
