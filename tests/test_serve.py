@@ -280,6 +280,22 @@ def test_served_result_has_the_pixels_infer_gives(server: Server, tmp_path: Path
     assert server.request("GET", f"/api/jobs/{job['id']}/result")[0] == 404
 
 
+def test_the_ensemble_checkbox_runs_infers_ensemble(server: Server, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    photo = save_photo(tmp_path / "photo.png", seed=3)
+    status, job = server.upload(photo.read_bytes(), "photo.png", ensemble="1")
+    assert status == 201 and job["ensemble"] is True
+    final = server.follow(job["id"])[-1]
+    assert final["state"] == "done", final
+    assert final["model_used"] == f"{tiny_checkpoint.name} (x8 self-ensemble)" and final["total"] == 12
+    (tmp_path / "served.png").write_bytes(server.request("GET", f"/api/jobs/{job['id']}/result")[2])
+    served = np.asarray(Image.open(tmp_path / "served.png"))
+    for flag, same in (("--ensemble", True), (None, False)):
+        cli = tmp_path / f"cli{flag}.png"
+        assert infer_main([str(photo), "-o", str(cli), "--checkpoint", str(tiny_checkpoint), "--tile", "16",
+                           "--tile-overlap", "0", "--quiet", *([flag] if flag else [])]) == 0
+        assert np.array_equal(served, np.asarray(Image.open(cli))) is same
+
+
 def test_errors_are_the_clis_one_line_messages(server: Server, tmp_path: Path, tiny_checkpoint: Path,
                                                capsys) -> None:
     big = save_photo(tmp_path / "big.png", 100, 120)  # 12,000 pixels, over --max-pixels 0.01
@@ -297,6 +313,7 @@ def test_errors_are_the_clis_one_line_messages(server: Server, tmp_path: Path, t
     ({"scale": "x"}, 400, "scale: not a number: 'x'"),
     ({"quality": "0"}, 400, "quality: must be from 1 to 100, got 0"),
     ({"format": "gif"}, 400, "format: choose from png, jpg, webp, got 'gif'"),
+    ({"ensemble": "yes"}, 400, "ensemble: must be 0 or 1, got 'yes'"),
     ({"model": "x9\n"}, 400, "model: no model named 'x9\\\\n'; choose from " + ", ".join(["auto", *SHIPPED_NAMES])),
 ])
 def test_bad_settings_are_refused_in_one_line(server: Server, settings, status, message) -> None:
@@ -414,12 +431,27 @@ def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkey
     monkeypatch.setattr(webjobs, "choose", lambda path, scale: picked.append((Path(path).name, scale))
                         or models_module.Choice("x4" if scale >= 3 else "x2", "test"))
     page_models = Models(device="cpu")
+    loads: list[tuple[str, bool]] = []
+
+    class Loaded(webjobs.TrackedUpscaler):  # what was loaded, without loading anything
+        def __init__(self, path, ensemble):
+            self.path, self.ensemble = path.name if path else "default x2", ensemble
+            loads.append((self.path, ensemble))
+
     monkeypatch.setattr(webjobs.TrackedUpscaler, "from_checkpoint",
-                        classmethod(lambda cls, path, **kw: f"loaded {path.name if path else 'default x2'}"))
+                        classmethod(lambda cls, path, **kw: Loaded(path, kw["ensemble"])))
     page_models.paths["x4"] = tmp_path / "unetsr_x4.pt"
-    assert page_models.get("auto", photo_png, 4.0) == ("loaded unetsr_x4.pt", "shipped x4 model: test")
-    assert page_models.get("auto", photo_png, 2.0) == ("loaded default x2", "shipped x2 model: test")
+
+    def get(*args):
+        upscaler, used = page_models.get(*args)
+        return upscaler.path, upscaler.ensemble, used
+
+    assert get("auto", photo_png, 4.0) == ("unetsr_x4.pt", False, "shipped x4 model: test")
+    assert get("auto", photo_png, 2.0) == ("default x2", False, "shipped x2 model: test")
     assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]
-    assert page_models.get("x4") == ("loaded unetsr_x4.pt", "shipped x4 model (chosen on the page)")
+    assert get("x4") == ("unetsr_x4.pt", False, "shipped x4 model (chosen on the page)")
     assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]  # a model named on the page is not re-chosen
+    assert get("auto", photo_png, 4.0, True) == ("unetsr_x4.pt", True, "shipped x4 model (x8 self-ensemble): test")
+    assert get("x4", None, 2.0, True) == ("unetsr_x4.pt", True, "shipped x4 model (x8 self-ensemble) (chosen on the page)")
+    assert loads == [("unetsr_x4.pt", False), ("default x2", False), ("unetsr_x4.pt", True)]  # each loaded once
     assert "JPEG quality" in page_models.labels()["auto"]

@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     photos = f"{count} photo{'s' * (count != 1)}" + (f" ({len(skipped)} skipped)" if skipped else "")
     print(f"{photos}, x{scale}, LR by {lr_text}, border of {scale} px shaved, "
-          f"model in {upscaler.precision}{' (x8 self-ensemble)' * args.ensemble} on {threads} CPU threads; "
+          f"model in {upscaler.precision}{upscaler.mode} on {threads} CPU threads; "
           f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
           file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,

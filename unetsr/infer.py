@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     _say(f"{label}: warning: {name}: {text}")
                 if not args.quiet:
                     _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, {upscaler.name}"
-                         f"{' (x8 self-ensemble)' if upscaler.ensemble else ''}{': ' + why if why else ''}, "
+                         f"{upscaler.mode}{': ' + why if why else ''}, "
                          f"{time.perf_counter() - start:.1f} s)", sys.stdout)
             bar.update()
 

@@ -123,6 +123,13 @@ class Hub:
                 queue.put_nowait(None)
 
 
+def parse_switch(text: str) -> bool:
+    """A page's on/off setting: '1' or '0' (what the page sends for a checkbox)."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"must be 0 or 1, got {one_line(text)[:40]!r}")
+    return text == "1"
+
+
 def create_app(jobs: JobQueue, models: Models, hub: Hub, *, max_upload: int, max_pixels: int,
                allowed_hosts: list[str] | None, on_stop: Callable[[], None] = lambda: None) -> Starlette:
     """The Starlette app: the page, its static files, and the JSON, upload and event-stream API."""
@@ -146,7 +153,7 @@ def create_app(jobs: JobQueue, models: Models, hub: Hub, *, max_upload: int, max
     def settings_from(params) -> Settings:
         """The page's choices for one photo, checked with the CLI's own types; ValueError says what is wrong."""
         checks = (("scale", float_in(1, MAX_SCALE, inclusive=False), "2"), ("quality", int_in(1, 100), "95"),
-                  ("format", parse_format, "png"))
+                  ("format", parse_format, "png"), ("ensemble", parse_switch, "0"))
         values = {}
         for name, parse, default in checks:
             try:
@@ -156,7 +163,7 @@ def create_app(jobs: JobQueue, models: Models, hub: Hub, *, max_upload: int, max
         model = params.get("model", "auto")
         if model not in models.paths:
             raise ValueError(f"model: no model named {one_line(model)[:40]!r}; choose from {', '.join(models.paths)}")
-        return Settings(values["scale"], model, values["format"], values["quality"])
+        return Settings(values["scale"], model, values["format"], values["quality"], values["ensemble"])
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={

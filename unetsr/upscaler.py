@@ -106,6 +106,11 @@ class Upscaler:
         return upscaler
 
     @property
+    def mode(self) -> str:
+        """How the model runs, for messages after its name: ' (x8 self-ensemble)' with `ensemble`, else ''."""
+        return " (x8 self-ensemble)" if self.ensemble else ""
+
+    @property
     def scale(self) -> int:
         """The model's own scale factor."""
         return self.model.config.scale

@@ -12,7 +12,8 @@ let zoom = "fit";
 
 function chosen() {
   const scale = $("scale").value === "other" ? $("scale-other").value : $("scale").value;
-  return { scale, model: $("model").value, format: $("format").value, quality: $("quality").value };
+  return { scale, model: $("model").value, format: $("format").value, quality: $("quality").value,
+           ensemble: $("ensemble").checked ? "1" : "0" };
 }
 
 function megabytes(bytes) {
