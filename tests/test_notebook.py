@@ -140,6 +140,9 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     assert m, text
     assert float(m.group(1)) == pytest.approx(abs(model - bicubic), abs=0.02)
     assert m.group(2) == ("above" if model >= bicubic else "below")
+    m = re.search(r"x8 self-ensemble \(ensemble=True\): model ([\d.]+) -> ([\d.]+) dB", text)
+    assert m, text
+    assert float(m.group(1)) == model and 15 < float(m.group(2)) < 60
 
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(figures) >= 3
