@@ -527,12 +527,9 @@ def test_animations_and_multi_page_files_are_refused(capsys, tmp_path: Path, tin
 
 
 def test_precision_reaches_the_upscaler(capsys, photo_png: Path, tiny_checkpoint) -> None:
-    from unetsr.upscaler import Upscaler
-
-    assert upscaler_options(Upscaler, "cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
-                                                                 "tile_overlap": 8, "precision": "bf16",
-                                                                 "ensemble": False}
-    assert upscaler_options(Upscaler, "cpu", False, "fp32", 0, 8, ensemble=True)["ensemble"] is True
+    assert upscaler_options("cpu", False, "bf16", 64, 8) == {"device": "cpu", "half": False, "tile": 64,
+                                                       "tile_overlap": 8, "precision": "bf16", "ensemble": False}
+    assert upscaler_options("cpu", False, "fp32", 0, 8, ensemble=True)["ensemble"] is True
     code, out, err = run(capsys, photo_png, "--checkpoint", tiny_checkpoint, "--precision", "fp32", "--device", "cpu")
     assert code == 0, err
     assert size_of(photo_png.with_name("photo_x2.png")) == (112, 80)

@@ -130,12 +130,11 @@ def _times() -> str:
         return "x"
 
 
-def upscaler_options(upscaler_class: type, device: str, half: bool, precision: str, tile: int,
-                     tile_overlap: int, ensemble: bool = False) -> dict[str, object]:
-    """Keyword arguments for `upscaler_class` from the command line's settings."""
-    options: dict[str, object] = {"device": device, "half": half, "tile": tile or None, "tile_overlap": tile_overlap,
-                                  "precision": precision, "ensemble": ensemble}
-    return options
+def upscaler_options(device: str, half: bool, precision: str, tile: int, tile_overlap: int,
+                     ensemble: bool = False) -> dict[str, object]:
+    """`Upscaler` keyword arguments from the command line's settings (a --tile of 0 means untiled)."""
+    return {"device": device, "half": half, "tile": tile or None, "tile_overlap": tile_overlap,
+            "precision": precision, "ensemble": ensemble}
 
 
 def pick_runtime(runtime: str | None, checkpoint: str | None) -> str:
@@ -160,7 +159,7 @@ def load_models(checkpoint: str | None, device: str, half: bool, precision: str,
         return ModelPicker(scale or upscaler.scale, fixed=upscaler)
     chosen = pick_device(device)
     gpu_half = half and chosen.type != "cpu"
-    options = upscaler_options(Upscaler, str(chosen), gpu_half, precision, tile, tile_overlap, ensemble)
+    options = upscaler_options(str(chosen), gpu_half, precision, tile, tile_overlap, ensemble)
     if half and not gpu_half:
         note("--half is ignored on the CPU")
     if checkpoint is None:
