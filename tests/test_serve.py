@@ -410,6 +410,13 @@ def test_page_upscales_dropped_photos_and_compares(server: Server, tmp_path: Pat
             download.value.save_as(saved)
             with Image.open(saved) as im:
                 assert im.size == (112, 80)
+
+            page.check("#ensemble")  # the next photo with the x8 self-ensemble
+            page.set_input_files("#files", str(save_photo(tmp_path / "again.png", seed=4)))
+            page.locator(".job[data-state=done]").nth(1).wait_for()
+            shown = page.evaluate("window.statuses")
+            assert any(re.fullmatch(r"upscaling ×2, PNG \(tiny\.pt \(x8 self-ensemble\)\): tile \d+ of 12", text)
+                       for text in shown), shown
             assert problems == []
         finally:
             browser.close()
