@@ -45,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 200
     clip: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); checkpoints hold the average
     w3: float = 0.02
     w6: float = 0.02
     w_l1: float = 1.0

@@ -18,6 +18,7 @@ from .recipes import BACKBONE_DEFAULTS, DOWNSCALE_MODES, TrainConfig, load_recip
 _RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024), "min_crop": int_in(0),
            "max_crop": int_in(0), "photo_downscale": float_in(1.0, 16.0), "lr": float_in(0, 1, inclusive=False),
            "weight_decay": float_in(0.0, 1.0), "warmup": int_in(0), "clip": float_in(0, inclusive=False),
+           "ema": float_in(0.0, 1.0, inclusive=False),
            "w3": float_in(0.0), "w6": float_in(0.0), "w_l1": float_in(0.0), "seed": int_in(0),
            "workers": int_in(0, 64), "val_every": positive_int, "ckpt_every": positive_int,
            "log_every": positive_int, "val_quality": int_in(0, 100)}
@@ -28,6 +29,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "init": "warm-start the decoder from this checkpoint (matching tensors; fresh optimiser, step 0)",
          "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
                     "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
+         "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999); "
+                "validation and checkpoints use the average (0: off)",
          "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)",
          "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "up_blocks", "backbone",

@@ -6,6 +6,7 @@ and the optimiser, scheduler and gradient-scaler states are saved."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -123,9 +124,14 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
     step, best, spent = 0, -math.inf, 0.0
     if state is not None:
-        model.load_state_dict(resumed.model.state_dict())
+        if ema is not None:  # the checkpoint's model is the average; the raw weights ride in the state
+            ema.load_state_dict(resumed.model.state_dict())
+            model.load_state_dict(state["raw_model"])
+        else:
+            model.load_state_dict(resumed.model.state_dict())
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -153,6 +159,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
         model.train()
         bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, unit="step", dynamic_ncols=True)
         timer, timed_steps, started, img_s = time.perf_counter(), 0, time.perf_counter() - spent, 0.0
+        shipped = ema if ema is not None else model  # what validation scores and checkpoints hold
         for lr_img, hr_img in loader:
             lr_img = lr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
             hr_img = hr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
@@ -165,6 +172,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                update_ema(ema, model, cfg.ema)
             step, timed_steps = step + 1, timed_steps + 1
             if rank != 0:
                 continue
@@ -174,10 +183,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
             record = {"step": step, "loss": loss.item(), **terms, "lr": sched.get_last_lr()[0], "img_s": img_s,
                       "train_seconds": round(time.perf_counter() - started, 1)}
             if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                record.update({f"val_{k}": v for k, v in validate(model, *val, device).items()})
+                record.update({f"val_{k}": v for k, v in validate(shipped, *val, device).items()})
                 if record["val_psnr"] > best:
                     best = record["val_psnr"]
-                    save_checkpoint(best_path, model, {**meta, "steps": step, "val_psnr": best, "val_ssim":
+                    save_checkpoint(best_path, shipped, {**meta, "steps": step, "val_psnr": best, "val_ssim":
                                                        record["val_ssim"], "train_seconds": record["train_seconds"]})
                 timer, timed_steps = time.perf_counter(), 0
             if step % cfg.log_every == 0 or "val_psnr" in record:
@@ -188,17 +197,26 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "scaler": scaler.state_dict(), "train_config": cfg.to_dict(),
                                "model_config": model_cfg.to_dict()}
-                save_checkpoint(last, model, {**meta, "steps": step}, train_state)
+                if ema is not None:
+                    train_state["raw_model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                save_checkpoint(last, shipped, {**meta, "steps": step}, train_state)
         bar.close()
     finally:
         if log is not None:
             log.close()
     if rank == 0 and not best_path.exists():
-        save_checkpoint(best_path, model, {**meta, "steps": step})
+        save_checkpoint(best_path, ema if ema is not None else model, {**meta, "steps": step})
     if world > 1:
         dist.destroy_process_group()
     return RunSummary(best_path, last, step, time.perf_counter() - started, img_s,
                       _best_val(out / "log.jsonl", reference) if rank == 0 else {})
+
+
+@torch.no_grad()
+def update_ema(ema: UNetSR, model: UNetSR, decay: float) -> None:
+    """ema <- decay·ema + (1 - decay)·model for every trainable tensor (the frozen encoder never moves)."""
+    pairs = [(e, p) for e, p in zip(ema.parameters(), model.parameters()) if p.requires_grad]
+    torch._foreach_lerp_([e for e, _ in pairs], [p.detach() for _, p in pairs], 1.0 - decay)
 
 
 def warm_start(model: UNetSR, path: str | Path) -> str:
