@@ -40,11 +40,18 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import benchmark_model, bicubic_seconds, header, matmul_reference, photo_like_array  # noqa: E402
-from unetsr.cli import DEFAULT_TILE, DEFAULT_TILE_OVERLAP  # noqa: E402
-from unetsr.images import read_image, write_image  # noqa: E402
-from unetsr.precision import cpu_has_bf16  # noqa: E402
-from unetsr.upscaler import Upscaler  # noqa: E402
+from common import (  # noqa: E402
+    benchmark_model,
+    bicubic_seconds,
+    header,
+    matmul_reference,
+    photo_like_array,
+)
+
+from unetsr.core.precision import cpu_has_bf16  # noqa: E402
+from unetsr.imaging.photos import read_image, write_image  # noqa: E402
+from unetsr.inference.tiles import DEFAULT_TILE, DEFAULT_TILE_OVERLAP  # noqa: E402
+from unetsr.inference.upscaler import Upscaler  # noqa: E402
 
 CASES = [("0.25 MP out", 256, 256, 3), ("1 MP out", 512, 512, 2), ("4 MP out", 1024, 1024, 1),
          ("12 MP out (4240×2832)", 1416, 2120, 1)]
@@ -61,8 +68,8 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, overlap: in
     start = time.perf_counter()
     model, name = benchmark_model(checkpoint)
     if precision == "onnx":  # the exported graph in onnxruntime, tiled by the same Upscaler as infer does
-        from unetsr.onnx_export import onnx_bytes
-        from unetsr.onnx_runtime import OnnxModel
+        from unetsr.inference.onnx_export import onnx_bytes
+        from unetsr.inference.onnx_runtime import OnnxModel
 
         up = Upscaler(OnnxModel(onnx_bytes(model, {}), name=name), tile=tile or None, tile_overlap=overlap)
     else:
@@ -107,7 +114,7 @@ def startup_seconds() -> float:
     best = float("inf")
     for _ in range(2):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import torch, unetsr.upscaler, unetsr.images, unetsr.infer"],
+        subprocess.run([sys.executable, "-c", "import torch, unetsr.inference.upscaler, unetsr.imaging.photos, unetsr.infer"],
                        check=True)
         best = min(best, time.perf_counter() - start)
     return best

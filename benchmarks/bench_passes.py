@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import benchmark_model, header  # noqa: E402
-from unetsr.data import find_images  # noqa: E402
-from unetsr.images import read_image  # noqa: E402
-from unetsr.lowres import resize, upscale_baseline  # noqa: E402
-from unetsr.metrics import psnr_y, ssim_y  # noqa: E402
-from unetsr.upscaler import Upscaler  # noqa: E402
+
+from unetsr.evaluation.metrics import psnr_y, ssim_y  # noqa: E402
+from unetsr.imaging.photos import read_image  # noqa: E402
+from unetsr.imaging.resize import resize, upscale_baseline  # noqa: E402
+from unetsr.inference.upscaler import Upscaler  # noqa: E402
+from unetsr.training.data import find_images  # noqa: E402
 
 
 def as_batch(a: np.ndarray) -> torch.Tensor:

@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import header, matmul_reference  # noqa: E402
-from unetsr.config import ModelConfig  # noqa: E402
-from unetsr.precision import cpu_has_bf16  # noqa: E402
-from unetsr.recipes import TrainConfig  # noqa: E402
-from unetsr.training import train  # noqa: E402
+
+from unetsr.core.precision import cpu_has_bf16  # noqa: E402
+from unetsr.model.config import ModelConfig  # noqa: E402
+from unetsr.training.loop import train  # noqa: E402
+from unetsr.training.recipes import TrainConfig  # noqa: E402
 
 WARMUP = 10
 

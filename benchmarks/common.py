@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unetsr.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_default
-from unetsr.config import ModelConfig
-from unetsr.errors import CheckpointError
-from unetsr.model import UNetSR, build_model
+from unetsr.core.errors import CheckpointError
+from unetsr.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_default
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import UNetSR, build_model
 
 
 def header() -> str:

@@ -19,11 +19,11 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unetsr.fileio import atomic_write  # noqa: E402
-from unetsr.images import read_image  # noqa: E402
-from unetsr.lowres import make_lr, upscale_baseline  # noqa: E402
-from unetsr.models import shipped_upscaler  # noqa: E402
-from unetsr.upscaler import Upscaler  # noqa: E402
+from unetsr.core.fileio import atomic_write  # noqa: E402
+from unetsr.imaging.photos import read_image  # noqa: E402
+from unetsr.imaging.resize import make_lr, upscale_baseline  # noqa: E402
+from unetsr.inference.choice import shipped_upscaler  # noqa: E402
+from unetsr.inference.upscaler import Upscaler  # noqa: E402
 
 
 def to_pil(arr: np.ndarray) -> Image.Image:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import perturb_decoder, photo_like
 from PIL import Image
 
-from unetsr.checkpoint import save_checkpoint
-from unetsr.config import ModelConfig
-from helpers import perturb_decoder, photo_like
-from unetsr.model import UNetSR, build_model
+from unetsr.model.checkpoint import save_checkpoint
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import UNetSR, build_model
 
 
 @pytest.fixture(scope="session")

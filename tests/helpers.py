@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unetsr.model import UNetSR
+from unetsr.model.network import UNetSR
 
 
 def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from unetsr import backbone
-from unetsr.errors import BackboneError
+from unetsr.core.errors import BackboneError
+from unetsr.model import backbone
 
 
 def test_imagenet_offline_gives_an_actionable_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from unetsr import checkpoint
-from unetsr.checkpoint import load_checkpoint, save_checkpoint
-from unetsr.errors import CheckpointError
-from unetsr.fileio import sha256_of
-from unetsr.model import UNetSR
+from unetsr.core.errors import CheckpointError
+from unetsr.core.fileio import sha256_of
+from unetsr.model import checkpoint
+from unetsr.model.checkpoint import load_checkpoint, save_checkpoint
+from unetsr.model.network import UNetSR
 
 
 def test_round_trip_gives_identical_outputs(tiny_model: UNetSR, tiny_checkpoint: Path) -> None:

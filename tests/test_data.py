@@ -4,12 +4,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import photo_like
 from PIL import Image
 
-from helpers import photo_like
-from unetsr.data import CropDataset, StepBatchSampler, downscale, find_images, load_photo, validation_crops
-from unetsr.errors import UnetsrError
-from unetsr.lowres import make_lr
+from unetsr.core.errors import UnetsrError
+from unetsr.imaging.resize import make_lr
+from unetsr.training.data import (
+    CropDataset,
+    StepBatchSampler,
+    downscale,
+    find_images,
+    load_photo,
+    validation_crops,
+)
 
 
 @pytest.fixture
@@ -149,7 +156,7 @@ def test_validation_lr_is_the_evaluation_protocol(photo_dir: Path) -> None:
 
 
 def test_jpeg_validation_lr_is_the_saved_jpeg_of_the_clean_lr(photo_dir: Path) -> None:
-    from unetsr.degradations import jpeg_roundtrip
+    from unetsr.training.degradations import jpeg_roundtrip
 
     clean, hr = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1)
     jpeg, hr_j = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=1, quality=70)
@@ -172,7 +179,7 @@ def test_a_degraded_item_is_the_same_every_time_and_its_hr_is_clean(photo_dir: P
 
 
 def test_old_runs_with_an_on_off_degrade_still_load() -> None:
-    from unetsr.recipes import TrainConfig
+    from unetsr.training.recipes import TrainConfig
 
     assert TrainConfig.from_dict({"data": ["a"], "out": "b", "degrade": True}).degrade == "mild"
     assert TrainConfig.from_dict({"data": ["a"], "out": "b", "degrade": False}).degrade == "none"

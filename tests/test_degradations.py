@@ -2,9 +2,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from helpers import photo_like
-from unetsr.degradations import PRESETS, Degradation, apply, gaussian_blur, jpeg_roundtrip
+
+from unetsr.training.degradations import (
+    PRESETS,
+    Degradation,
+    apply,
+    gaussian_blur,
+    jpeg_roundtrip,
+)
 
 
 @pytest.fixture
@@ -63,7 +69,7 @@ def test_noise_has_the_drawn_strength() -> None:
 
 
 def test_photo_mid_is_photo_at_the_jpeg_models_qualities() -> None:
-    from unetsr.models import JPEG_BELOW
+    from unetsr.inference.choice import JPEG_BELOW
 
     mid, photo = PRESETS["photo_mid"], PRESETS["photo"]
     assert mid.quality[1] < JPEG_BELOW <= photo.quality[1]  # nothing the clean model would be chosen for

@@ -13,21 +13,40 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
-from tests.commons_server import CATEGORY, EMPTY_ANSWER, FakeCommons, FakeFile, gzip_bomb, make_image
-from unetsr import __version__, categories, commons, deadline, download, fetcher, http_client, manifest
-from unetsr.commons import DEFAULT_API, list_category, strip_html
+from tests.commons_server import (
+    CATEGORY,
+    EMPTY_ANSWER,
+    FakeCommons,
+    FakeFile,
+    gzip_bomb,
+    make_image,
+)
+from unetsr import __version__, download
+from unetsr.commons import categories, deadline, fetcher, http_client, manifest
+from unetsr.commons import listing as commons
+from unetsr.commons.http_client import (
+    Limits,
+    RetryPolicy,
+    make_session,
+    parse_retry_after,
+)
+from unetsr.commons.listing import DEFAULT_API, list_category, strip_html
+from unetsr.commons.manifest import (
+    ManifestRow,
+    file_name,
+    read_manifest,
+    write_manifest,
+)
+from unetsr.core.errors import DownloadError
 from unetsr.download import main
-from unetsr.http_client import Limits, RetryPolicy, make_session, parse_retry_after
-from unetsr.manifest import ManifestRow, file_name, read_manifest, write_manifest
-from unetsr.errors import DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
 CONTACT = "tests@example.org"
@@ -575,12 +594,12 @@ def test_categories_file_is_read_from_an_installed_package(tmp_path: Path) -> No
     shutil.copytree(REPO / "unetsr", src / "unetsr", ignore=shutil.ignore_patterns("__pycache__", "weights"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    (src / "unetsr" / "categories.txt").write_text("# installed copy\nCategory:Installed test\n", encoding="utf-8")
+    (src / "unetsr" / "commons" / "categories.txt").write_text("# installed copy\nCategory:Installed test\n", encoding="utf-8")
     build = "from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
     built = subprocess.run([sys.executable, "-c", f"import sys; {build}", str(tmp_path)], cwd=src,
                            capture_output=True, text=True, timeout=120, check=True)
     wheel = tmp_path / built.stdout.split()[-1]
-    code = f"import sys; sys.path.insert(0, {str(wheel)!r}); import unetsr.categories as c; print(c.default_categories())"
+    code = f"import sys; sys.path.insert(0, {str(wheel)!r}); import unetsr.commons.categories as c; print(c.default_categories())"
     result = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip() == "['Category:Installed test']", result.stderr

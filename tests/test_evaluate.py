@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from unetsr import evaluate
-from unetsr.lowres import make_lr
-from unetsr.model import build_model
-from unetsr.upscaler import Upscaler
+from unetsr.evaluation import benchmark
+from unetsr.imaging.resize import make_lr
+from unetsr.inference.upscaler import Upscaler
+from unetsr.model.network import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,9 +36,9 @@ def hr_and_lr(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return make_lr(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255, 2)
 
 
-def rows_of(model: torch.nn.Module, paths: list[Path], **kwargs) -> dict[str, evaluate.Row]:
+def rows_of(model: torch.nn.Module, paths: list[Path], **kwargs) -> dict[str, benchmark.Row]:
     upscaler = Upscaler(model, device="cpu", precision="fp32")
-    return {r.method: r for r in evaluate.evaluate(upscaler, paths, 2, **kwargs)}
+    return {r.method: r for r in benchmark.evaluate(upscaler, paths, 2, **kwargs)}
 
 
 def test_the_model_row_is_the_model_and_an_untrained_one_scores_as_bilinear(photo_png: Path, tiny_config,
@@ -88,7 +89,7 @@ def test_lpips_column_is_filled_when_a_metric_is_available(photo_png: Path, tiny
     fake = lambda pred, target: float((pred - target).abs().mean())  # noqa: E731 - a stand-in distance
     rows = list(rows_of(tiny_model, [photo_png], lpips_fn=fake).values())
     assert all(r.lpips is not None and r.lpips > 0 for r in rows)
-    assert "n/a" not in evaluate.format_table(rows)
+    assert "n/a" not in benchmark.format_table(rows)
 
 
 def test_lpips_loading_prints_nothing_on_stdout(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -99,7 +100,7 @@ def test_lpips_loading_prints_nothing_on_stdout(monkeypatch: pytest.MonkeyPatch,
         raise OSError("no network\nsecond line")
 
     monkeypatch.setattr(lpips, "LPIPS", offline)
-    fn, note = evaluate.lpips_metric()
+    fn, note = benchmark.lpips_metric()
     captured = capsys.readouterr()
     assert fn is None and note == "OSError: no network"
     assert captured.out == "" and "Downloading" in captured.err

@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 
 from unetsr import export
-from unetsr.checkpoint import load_checkpoint, save_checkpoint
-from unetsr.errors import UnetsrError
-from unetsr.export import check_images, export_checkpoint, main, parse_meta
-from unetsr.fileio import sha256_of
+from unetsr.core.errors import UnetsrError
+from unetsr.core.fileio import sha256_of
+from unetsr.export import main
+from unetsr.inference.release import check_images, export_checkpoint, parse_meta
+from unetsr.model.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

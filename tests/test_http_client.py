@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from tests.commons_server import FakeCommons, FakeFile, make_image
-from unetsr.errors import DownloadError
-from unetsr.deadline import Deadline
-from unetsr.http_client import RetryPolicy, fetch, make_session
+from unetsr.commons.deadline import Deadline
+from unetsr.commons.http_client import RetryPolicy, fetch, make_session
+from unetsr.core.errors import DownloadError
 
 NO_RETRY = RetryPolicy(retries=0)
 JPEG = make_image("image/jpeg", (20, 16))

@@ -1,4 +1,4 @@
-"""Tests of unetsr.images: every image is made here, tiny, with Pillow, pypng or by hand."""
+"""Tests of unetsr.imaging.photos: every image is made here, tiny, with Pillow, pypng or by hand."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ import png
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from unetsr import images
-from unetsr.errors import ImageError
-from unetsr.images import Picture, output_format, read_image, same_file, write_image
+from unetsr.core.errors import ImageError
+from unetsr.imaging import photos as images
+from unetsr.imaging.photos import (
+    Picture,
+    output_format,
+    read_image,
+    same_file,
+    write_image,
+)
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 ORIENTATION, MAKE, EXIF_IFD, DATE_TIME_ORIGINAL = 0x0112, 0x010F, 0x8769, 0x9003
@@ -50,7 +56,7 @@ def write_png16(path: Path, samples: np.ndarray) -> Path:
 
 
 def read_png16(path: Path) -> np.ndarray:
-    """Read a PNG with pypng, independently of unetsr.images, as H×W×C integers."""
+    """Read a PNG with pypng, independently of unetsr.imaging.photos, as H×W×C integers."""
     w, h, rows, info = png.Reader(filename=str(path)).asDirect()
     return np.array([list(row) for row in rows]).reshape(h, w, info["planes"])
 
@@ -652,7 +658,7 @@ def test_format_comes_from_the_argument_or_the_suffix(tmp_path: Path, picture: P
     assert Image.open(write_image(tmp_path / "a.jpeg", picture)).format == "JPEG"
     assert Image.open(write_image(tmp_path / "b.png", picture, format="webp")).format == "WEBP"
     assert Image.open(write_image(tmp_path / "c", picture)).format == "PNG"
-    assert output_format("x.JPG") == "jpeg" and output_format("x.tif", "jpg") == "jpeg"
+    assert output_format("x.JPG") == "jpg" and output_format("x.tif", "jpeg") == "jpg"
     with pytest.raises(ImageError, match=r"\.tif"):
         output_format("x.tif")
     with pytest.raises(ImageError, match="bmp"):
@@ -776,7 +782,7 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None
         import os, signal, sys, time
         import numpy as np
         from PIL import Image
-        from unetsr.images import Picture, write_image
+        from unetsr.imaging.photos import Picture, write_image
         def save(self, fp, *args, **kwargs):
             fp.write(b"half an image")
             os.kill(os.getpid(), signal.SIGTERM)
@@ -791,7 +797,7 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None
 
 
 def test_quantizing_in_bands_equals_the_whole_image_formula() -> None:
-    from unetsr.images import _quantize
+    from unetsr.imaging.photos import _quantize
 
     rng = np.random.default_rng(0)
     pixels = rng.uniform(-0.2, 1.2, (37, 5, 3)).astype(np.float32)

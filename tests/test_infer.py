@@ -14,14 +14,14 @@ import numpy as np
 import png
 import pytest
 import torch
+from helpers import perturb_decoder, photo_like
 from PIL import Image
 
-from helpers import perturb_decoder, photo_like
-from unetsr import checkpoint as checkpoint_module
-from unetsr.checkpoint import save_checkpoint
-from unetsr.images import read_image
+from unetsr.imaging.photos import read_image
 from unetsr.infer import build_parser, main, upscaler_options
-from unetsr.upscaler import Upscaler
+from unetsr.inference.upscaler import Upscaler
+from unetsr.model import checkpoint as checkpoint_module
+from unetsr.model.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -567,7 +567,7 @@ def test_python_warnings_become_one_line_each(capsys, monkeypatch, photo_png: Pa
 
 def test_each_file_gets_the_model_its_kind_asks_for_and_the_line_says_why(capsys, monkeypatch, tmp_path: Path,
                                                                            tiny_model) -> None:
-    from unetsr import models
+    from unetsr.inference import choice as models
 
     def fake_shipped(outscale=None, name=None, **kw):  # two different tiny models stand in for the shipped pair
         model = tiny_model if name == "x2" else perturb_decoder(copy.deepcopy(tiny_model), seed=5)

@@ -1,4 +1,4 @@
-"""unetsr.jobs, infer's planning on plain values: inputs found, output names, refusals and skips, size limits."""
+"""unetsr.batch.plan, infer's planning on plain values: inputs found, output names, refusals and skips, size limits."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unetsr.jobs import (Source, collect_inputs, format_scale, glob_root, is_own_output, output_file_problem,
-                         output_is_file, output_path, output_suffix, plan_jobs, size_problem)
+from unetsr.batch.plan import (
+    Source,
+    collect_inputs,
+    format_scale,
+    glob_root,
+    is_own_output,
+    output_file_problem,
+    output_is_file,
+    output_path,
+    output_suffix,
+    plan_jobs,
+    size_problem,
+)
 
 
 def save(path: Path) -> Path:

@@ -1,11 +1,11 @@
 import torch
 import torch.nn.functional as F
-
 from helpers import as_batch, photo_like
-from unetsr.backbone import load_resnet18
-from unetsr.config import ModelConfig
-from unetsr.losses import PerceptualLoss
-from unetsr.model import UNetSR
+
+from unetsr.model.backbone import load_resnet18
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import UNetSR
+from unetsr.training.losses import PerceptualLoss
 
 
 def blur(x: torch.Tensor, k: int) -> torch.Tensor:

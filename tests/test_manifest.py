@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unetsr.errors import DownloadError
-from unetsr.manifest import (
+from unetsr.commons.manifest import (
     MANIFEST_FIELDS,
     ManifestRow,
     escape_cell,
@@ -19,6 +18,7 @@ from unetsr.manifest import (
     unescape_cell,
     write_manifest,
 )
+from unetsr.core.errors import DownloadError
 
 ROW = ManifestRow("File:A, \"quoted\".jpg", "d", "o", "r", 64, 40, 1234, "ab" * 20, "image/jpeg", 32, 20,
                   "image/jpeg", "CC BY-SA 4.0", "l", "Jane, Doe", "Own work")

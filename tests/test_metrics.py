@@ -5,9 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity  # the reference implementation (requirements-dev.txt)
+from skimage.metrics import (
+    structural_similarity,  # the reference implementation (requirements-dev.txt)
+)
 
-from unetsr.metrics import psnr_y, ssim_y
+from unetsr.evaluation.metrics import psnr_y, ssim_y
 
 
 def test_psnr_of_a_hand_worked_case() -> None:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from unetsr.config import ModelConfig
-from unetsr.model import UNetSR, build_model, count_parameters
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import UNetSR, build_model, count_parameters
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -15,7 +15,7 @@ def test_output_shape_for_each_scale(scale: int, depth: int) -> None:
 
 
 def expected_trainable(cfg: ModelConfig) -> int:
-    """The decoder's parameter count worked out by hand from the architecture in the README."""
+    """The decoder's parameter count worked out by hand from the architecture in docs/architecture.md."""
     conv = lambda cin, cout, k: cin * cout * k * k + cout  # noqa: E731
     w, b, taps = cfg.widths, cfg.blocks, (64, 64, 128, 256)
     tail_scale = cfg.scale // 2 if cfg.up_blocks else cfg.scale

@@ -1,8 +1,8 @@
 import pytest
 
-from unetsr import models
-from unetsr.checkpoint import SHIPPED, load_shipped
-from unetsr.errors import CheckpointError
+from unetsr.core.errors import CheckpointError
+from unetsr.inference import choice as models
+from unetsr.model.checkpoint import SHIPPED, load_shipped
 
 
 @pytest.mark.parametrize(("scale", "expected"), [(1.5, "x2"), (2, "x2"), (2.9, "x2"), (3, "x4"), (4, "x4"), (8, "x4")])
@@ -27,9 +27,9 @@ def test_shipped_models_are_recorded_and_chosen_by_name() -> None:
 
 
 def _saved_jpeg(path, quality: int):
-    from PIL import Image
     import numpy as np
     from helpers import photo_like
+    from PIL import Image
 
     Image.fromarray((photo_like(32, 40) * 255).astype(np.uint8)).save(path, quality=quality)
     return path
@@ -69,7 +69,7 @@ def test_without_a_jpeg_model_jpegs_get_the_clean_one_and_say_why(monkeypatch, t
 
 
 def test_the_picker_loads_each_model_once(monkeypatch, tmp_path, photo_png, tiny_model) -> None:
-    from unetsr.upscaler import Upscaler
+    from unetsr.inference.upscaler import Upscaler
 
     loads: list[str] = []
 

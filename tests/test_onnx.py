@@ -9,20 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import as_batch, photo_like
 from PIL import Image
 
-from helpers import as_batch, photo_like
 from unetsr import export, infer
-from unetsr.config import ModelConfig
-from unetsr.errors import CheckpointError, UnetsrError
-from unetsr.fileio import sha256_of
-from unetsr.model import build_model
+from unetsr.core.errors import CheckpointError, UnetsrError
+from unetsr.core.fileio import sha256_of
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import build_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from unetsr.onnx_export import OPSET, export_onnx, onnx_bytes  # noqa: E402  (needs onnx)
-from unetsr.onnx_runtime import OnnxModel  # noqa: E402
+from unetsr.inference.onnx_export import OPSET, export_onnx, onnx_bytes  # noqa: E402  (needs onnx)
+from unetsr.inference.onnx_runtime import OnnxModel  # noqa: E402
 
 
 @pytest.fixture(scope="session")

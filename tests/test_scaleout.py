@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from helpers import photo_like
 from PIL import Image
 
-from helpers import photo_like
 from unetsr import infer
-from unetsr.scaleout import Rank, shard
+from unetsr.batch.sharding import Rank, shard
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,19 +16,28 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 import torch
+from helpers import photo_like
 from PIL import Image
 
-from helpers import photo_like
+from unetsr.imaging.formats import READ_NAMES
 from unetsr.infer import main as infer_main
-from unetsr.serve import content_disposition, is_loopback
+from unetsr.inference.choice import installed
 from unetsr.serve import main as serve_main
-from unetsr.webjobs import JobQueue, Models, Settings, TrackedUpscaler, display_name, safe_stem, tile_count
-from unetsr.models import installed
+from unetsr.web.app import content_disposition, is_loopback
+from unetsr.web.queue import (
+    JobQueue,
+    Models,
+    Settings,
+    TrackedUpscaler,
+    display_name,
+    safe_stem,
+    tile_count,
+)
 
 SHIPPED_NAMES = sorted(installed())  # the shipped models the page offers beside "auto"
 
@@ -129,7 +138,7 @@ def test_queue_runs_photos_in_order_reports_progress_and_cleans_up(tmp_path: Pat
         while not (first.finished and second.finished and bad.finished) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (first.state, second.state, bad.state, gone.state) == ("done", "done", "failed", "queued")
-        assert bad.error == "bad.png is not an image (or not in a format that can be read)"
+        assert bad.error == f"bad.png: not a supported image (unetsr reads {READ_NAMES})"
         starts = [s["name"] for s in seen if s["state"] == "running" and s["done"] == 0 and not s["before"]]
         assert starts == ["first.png", "second.png", "bad.png"]  # in order; the removed one never ran
         progress = [s["done"] for s in seen if s["id"] == first.id and s["state"] == "running" and s["total"]]
@@ -378,7 +387,7 @@ def test_page_upscales_dropped_photos_and_compares(server: Server, tmp_path: Pat
             failed = page.locator(".job[data-state=failed]")
             failed.wait_for()
             assert failed.locator(".job-error").inner_text() == (
-                "notes.png is not an image (or not in a format that can be read)")
+                f"notes.png: not a supported image (unetsr reads {READ_NAMES})")
             assert done.locator(".job-status").inner_text().startswith("56×40 → 112×80 · ")
             shown = page.evaluate("window.statuses")
             assert any(re.fullmatch(r"upscaling ×2, PNG \(tiny\.pt\): tile \d+ of 12", text) for text in shown), shown
@@ -431,8 +440,8 @@ def test_stopping_the_server_removes_its_files(server: Server) -> None:
 
 def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkeypatch, tmp_path: Path,
                                                                          photo_png: Path) -> None:
-    from unetsr import models as models_module
-    from unetsr import webjobs
+    from unetsr.inference import choice as models_module
+    from unetsr.web import queue as webjobs
 
     picked: list[str] = []
     monkeypatch.setattr(webjobs, "choose", lambda path, scale: picked.append((Path(path).name, scale))

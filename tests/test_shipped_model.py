@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import as_batch, photo_like
 from PIL import Image
 
-from helpers import as_batch, photo_like
-from unetsr import checkpoint
-from unetsr.errors import CheckpointError
-from unetsr.fileio import sha256_of
-from unetsr.metrics import psnr_y, ssim_y
-from unetsr.upscaler import Upscaler
+from unetsr.core.errors import CheckpointError
+from unetsr.core.fileio import sha256_of
+from unetsr.evaluation.metrics import psnr_y, ssim_y
+from unetsr.inference.upscaler import Upscaler
+from unetsr.model import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,9 +81,9 @@ def test_bf16_inference_of_the_shipped_model_stays_within_one_level_of_fp32() ->
 
 
 def test_the_shipped_x4_model_loads_and_beats_bicubic_at_x4() -> None:
-    from unetsr.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
-    from unetsr.lowres import make_lr, upscale_baseline
-    from unetsr.models import shipped_upscaler
+    from unetsr.imaging.resize import make_lr, upscale_baseline
+    from unetsr.inference.choice import shipped_upscaler
+    from unetsr.model.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
 
     path = WEIGHTS_DIR / "unetsr_x4.pt"
     assert path.stat().st_size < 10 * 2**20 and sha256_of(path) == SHIPPED["x4"]
@@ -97,9 +97,9 @@ def test_the_shipped_x4_model_loads_and_beats_bicubic_at_x4() -> None:
 
 
 def test_the_shipped_jpeg_model_is_intact_and_better_than_the_clean_one_on_a_jpeg(tmp_path: Path) -> None:
-    from unetsr.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
-    from unetsr.lowres import make_lr, upscale_baseline
-    from unetsr.models import shipped_upscaler
+    from unetsr.imaging.resize import make_lr, upscale_baseline
+    from unetsr.inference.choice import shipped_upscaler
+    from unetsr.model.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
 
     path = WEIGHTS_DIR / "unetsr_x2_jpeg.pt"
     assert path.stat().st_size < 10 * 2**20 and sha256_of(path) == SHIPPED["x2_jpeg"]

@@ -8,18 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import photo_like
 from PIL import Image
 
-from helpers import photo_like
-from unetsr import training as training_module
-from unetsr.checkpoint import load_checkpoint, save_checkpoint
-from unetsr.config import ModelConfig
-from unetsr.errors import UnetsrError
-from unetsr.model import build_model
-from unetsr.precision import cpu_has_bf16
-from unetsr.recipes import BACKBONE_DEFAULTS, TrainConfig, load_recipe, recipe_names
+from unetsr.core.errors import UnetsrError
+from unetsr.core.precision import cpu_has_bf16
+from unetsr.model.checkpoint import load_checkpoint, save_checkpoint
+from unetsr.model.config import ModelConfig
+from unetsr.model.network import build_model
 from unetsr.train import main, parse_args
-from unetsr.training import train
+from unetsr.training import loop as training_module
+from unetsr.training.loop import train
+from unetsr.training.recipes import (
+    BACKBONE_DEFAULTS,
+    TrainConfig,
+    load_recipe,
+    recipe_names,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), backbone="random")

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import photo_like
 from PIL import Image
 
-from helpers import photo_like
-from unetsr.errors import ImageError
-from unetsr.jobs import Job, Source
-from unetsr.upscale_file import ensure_folder, upscale_file
-from unetsr.upscaler import Upscaler
+from unetsr.batch.one_file import ensure_folder, upscale_file
+from unetsr.batch.plan import Job, Source
+from unetsr.core.errors import ImageError
+from unetsr.inference.upscaler import Upscaler
 
 OPTIONS = dict(max_pixels=10**6, fmt=None, quality=95, overwrite=False, progress=False)
 

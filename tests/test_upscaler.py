@@ -4,13 +4,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import as_batch, photo_like
 from PIL import Image
 
-from helpers import as_batch, photo_like
-from unetsr import upscaler as upscaler_module
-from unetsr.errors import NonFiniteError, UnetsrError
-from unetsr.model import UNetSR
-from unetsr.upscaler import Upscaler
+from unetsr.core.errors import NonFiniteError, UnetsrError
+from unetsr.inference import upscaler as upscaler_module
+from unetsr.inference.upscaler import Upscaler
+from unetsr.model.network import UNetSR
 
 
 def test_tiled_matches_untiled_within_one_level(tiny_model: UNetSR) -> None:
@@ -97,7 +97,7 @@ def test_bf16_agrees_with_fp32_within_the_stated_tolerance(tiny_model: UNetSR) -
     up = Upscaler(tiny_model, device="cpu", precision="bf16")
     bf16 = up.upscale_tensor(x)
     diff = (bf16 - fp32).abs()
-    assert 0 < diff.max().item() < 1 / 255 and diff.mean().item() < 0.05 / 255  # README: 0.60/255 and 0.016/255
+    assert 0 < diff.max().item() < 1 / 255 and diff.mean().item() < 0.05 / 255  # docs/performance.md: 0.60/255 and 0.016/255
     assert up.model.tail.weight.is_contiguous(memory_format=torch.channels_last)
 
 

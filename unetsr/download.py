@@ -2,9 +2,9 @@
 
     python -m unetsr.download --contact you@example.org --limit 200
 
-Lists the categories with the Commons API (`unetsr.commons`), writes a manifest recording each file's
-licence and author (`unetsr.manifest`), then fetches a rendition of at most --max-side pixels (or, with
---original, the SHA-1-checked original) with a few threads (`unetsr.fetcher`). Every file is verified
+Lists the categories with the Commons API (`unetsr.commons.listing`), writes a manifest recording each file's
+licence and author (`unetsr.commons.manifest`), then fetches a rendition of at most --max-side pixels (or, with
+--original, the SHA-1-checked original) with a few threads (`unetsr.commons.fetcher`). Every file is verified
 before it takes its final name, so the output folder only ever holds whole images and a rerun skips
 what is already there. This module is only the command line.
 """
@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from unetsr.cli import fail, int_in, one_line, positive_int, prog_name
-from unetsr.errors import DownloadError, UnetsrError
+from unetsr.core.errors import DownloadError, UnetsrError
 
 DEFAULT_OUT = Path("data/valued/images")
 DEFAULT_MANIFEST = Path("data/valued/manifest.csv")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_manifest_path(manifest: Path) -> None:
     """DownloadError (one line) unless a manifest can be written at `manifest`: checked before any listing."""
-    from unetsr.fetcher import prepare_folder
+    from unetsr.commons.fetcher import prepare_folder
 
     if manifest.is_dir():
         raise DownloadError(f"--manifest {manifest} is a folder; name a .csv file")
@@ -76,9 +76,10 @@ def _warn(message: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """The CLI's work, raising UnetsrError for anything the user must fix."""
-    from unetsr import commons, fetcher, http_client
-    from unetsr.categories import category_title, default_categories
-    from unetsr.manifest import check_renditions, read_manifest, write_manifest
+    from unetsr.commons import fetcher, http_client
+    from unetsr.commons import listing as commons
+    from unetsr.commons.categories import category_title, default_categories
+    from unetsr.commons.manifest import check_renditions, read_manifest, write_manifest
 
     contact = (args.contact or os.environ.get("UNETSR_CONTACT", "")).strip()
     if not contact:

@@ -22,29 +22,27 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from . import scaleout
-from .cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
-from .errors import UnetsrError, first_line
-from .images import DEFAULT_MAX_PIXELS
-from .jobs import FORMATS, collect_inputs, output_file_problem, output_is_file, output_suffix, plan_jobs
-from .upscale_file import upscale_file
+from unetsr.batch import sharding as scaleout
+from unetsr.batch.one_file import upscale_file
+from unetsr.batch.plan import (
+    MAX_SCALE,
+    collect_inputs,
+    output_file_problem,
+    output_is_file,
+    output_suffix,
+    parse_format,
+    plan_jobs,
+)
+from unetsr.cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
+from unetsr.core.errors import UnetsrError, first_line
+from unetsr.imaging.photos import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are good: -h and usage errors stay instant
-    from .models import ModelPicker
+    from unetsr.inference.choice import ModelPicker
 
-MAX_SCALE = 16  # x16 is already four passes of an x2 model; beyond it the 400 MP output limit is near anyway
 MAX_MEGAPIXELS = 10_000  # --max-pixels cannot usefully go higher: the output limit is 400 MP
 PRECISIONS = ("auto", "bf16", "fp32")
 RUNTIMES = ("torch", "onnx")
-
-
-def parse_format(text: str) -> str:
-    """argparse type for --format: png, jpg (or jpeg) or webp, any case."""
-    name = text.lower().lstrip(".")
-    name = "jpg" if name == "jpeg" else name
-    if name not in FORMATS:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)}, got {one_line(text)!r}")
-    return name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half", action="store_true", help="float16 on a GPU (ignored on the CPU)")
     p.add_argument("--ensemble", action="store_true",
                    help="average the model over the 8 flips and transposes of the image: 8x the time, "
-                        "slightly better (the README's model card)")
+                        "slightly better (docs/model-card.md)")
     p.add_argument("--format", type=parse_format, metavar="{png,jpg,webp}",
                    help="output format (default png, or from the suffix of -o FILE)")
     p.add_argument("--quality", type=int_in(1, 100), default=95, metavar="Q",
@@ -147,11 +145,11 @@ def load_models(checkpoint: str | None, device: str, half: bool, precision: str,
                 model: str = "auto", ensemble: bool = False) -> ModelPicker:
     """The models asked for: a --checkpoint (torch or ONNX) for every file, or the shipped ones picked per
     file by `model` (auto: by scale and JPEG quality); --half is dropped on the CPU, with a line through `note`."""
-    from .models import ModelPicker
-    from .upscaler import Upscaler, pick_device
+    from unetsr.inference.choice import ModelPicker
+    from unetsr.inference.upscaler import Upscaler, pick_device
 
     if runtime == "onnx":
-        from .onnx_runtime import load_onnx
+        from unetsr.inference.onnx_runtime import load_onnx
 
         upscaler = Upscaler(load_onnx(checkpoint, device), tile=tile or None, tile_overlap=tile_overlap,
                             ensemble=ensemble)

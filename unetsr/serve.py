@@ -7,10 +7,6 @@ from the page or when the server stops. Needs the web extra: pip install 'unetsr
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ipaddress
-import json
-import os
 import shutil
 import signal
 import socket
@@ -18,26 +14,21 @@ import sys
 import tempfile
 import threading
 import webbrowser
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import quote
 
-from .cli import add_tiling_arguments, fail, float_in, int_in, one_line, prog_name
-from .images import DEFAULT_MAX_PIXELS
+from unetsr.cli import add_tiling_arguments, fail, float_in, int_in, prog_name
+from unetsr.imaging.photos import DEFAULT_MAX_PIXELS
+from unetsr.web.app import (
+    LOOPBACK_NAMES,
+    Hub,
+    cpu_cores,
+    create_app,
+    default_jobs,
+    is_loopback,
+    listen,
+    url_of,
+)
 
-if TYPE_CHECKING:  # Starlette, uvicorn and torch are imported once the arguments are good: -h stays instant
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    from .webjobs import JobQueue, Models, WebJob
-
-STATIC = Path(__file__).parent / "static"
-MIME_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-CHUNK = 1 << 16
-KEEPALIVE_S = 15.0
 EXTRA_HINT = "the web page needs Starlette and uvicorn: pip install 'unetsr[web]'"
 
 
@@ -58,246 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload", type=float_in(0, 100_000, inclusive=False), default=256, metavar="MB",
                    help="refuse uploads over MB megabytes (default 256)")
     return p
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reachable from this machine only (localhost, 127.x.x.x, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port; OSError with the reason when it cannot be had."""
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host.strip("[]"), port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    """The page's address for a listening socket (a wildcard address shown as the machine's loopback)."""
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII fallback name and the exact UTF-8 one (RFC 6266)."""
-    fallback = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-class Hub:
-    """Pushes job snapshots, from any thread, to the event streams of the page that owns each job."""
-
-    def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.streams: dict[str, set[asyncio.Queue]] = {}
-        self.closing = False
-
-    def publish(self, snapshot: dict[str, object]) -> None:
-        """Deliver a snapshot to its page's streams (thread-safe; dropped before the server has started)."""
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._deliver, snapshot)
-
-    def _deliver(self, snapshot: dict[str, object]) -> None:
-        for queue in self.streams.get(str(snapshot["client"]), ()):
-            queue.put_nowait(snapshot)
-
-    def close(self) -> None:
-        """End every stream, so that the server can stop at once."""
-        self.closing = True
-        for queues in self.streams.values():
-            for queue in queues:
-                queue.put_nowait(None)
-
-
-def parse_switch(text: str) -> bool:
-    """A page's on/off setting: '1' or '0' (what the page sends for a checkbox)."""
-    if text not in ("0", "1"):
-        raise argparse.ArgumentTypeError(f"must be 0 or 1, got {one_line(text)[:40]!r}")
-    return text == "1"
-
-
-def create_app(jobs: JobQueue, models: Models, hub: Hub, *, max_upload: int, max_pixels: int,
-               allowed_hosts: list[str] | None, on_stop: Callable[[], None] = lambda: None) -> Starlette:
-    """The Starlette app: the page, its static files, and the JSON, upload and event-stream API."""
-    import contextlib
-
-    from starlette.applications import Starlette
-    from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.requests import ClientDisconnect
-    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
-
-    from .infer import MAX_SCALE, parse_format
-    from .jobs import FORMATS
-    from .webjobs import QueueFull, Settings
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": one_line(message)}, status_code=status)
-
-    def settings_from(params) -> Settings:
-        """The page's choices for one photo, checked with the CLI's own types; ValueError says what is wrong."""
-        checks = (("scale", float_in(1, MAX_SCALE, inclusive=False), "2"), ("quality", int_in(1, 100), "95"),
-                  ("format", parse_format, "png"), ("ensemble", parse_switch, "0"))
-        values = {}
-        for name, parse, default in checks:
-            try:
-                values[name] = parse(params.get(name, default))
-            except argparse.ArgumentTypeError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-        model = params.get("model", "auto")
-        if model not in models.paths:
-            raise ValueError(f"model: no model named {one_line(model)[:40]!r}; choose from {', '.join(models.paths)}")
-        return Settings(values["scale"], model, values["format"], values["quality"], values["ensemble"])
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; object-src 'none'; "
-                                       "frame-ancestors 'none'; base-uri 'none'",
-            "Cache-Control": "no-cache"})
-
-    async def info(request: Request) -> Response:
-        return JSONResponse({"models": models.labels(), "formats": list(FORMATS), "max_scale": MAX_SCALE,
-                             "max_upload_mb": max_upload / 1e6, "max_pixels_mp": max_pixels / 1e6})
-
-    async def upload(request: Request) -> Response:
-        params = request.query_params
-        name, client = params.get("name", ""), params.get("client", "")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/octet-stream":
-            return error(415, "send the photo's bytes as application/octet-stream")
-        if not 8 <= len(client) <= 64 or not client.isascii() or not client.replace("-", "").isalnum():
-            return error(400, "client: a page id of 8 to 64 letters and digits is needed")
-        try:
-            settings = settings_from(params)
-        except ValueError as exc:
-            return error(400, str(exc))
-        job = jobs.new_job(client, name, settings)
-        too_big = f"{job.name} is over the {max_upload / 1e6:g} MB upload limit (--max-upload)"
-        if int(request.headers.get("content-length") or 0) > max_upload:
-            return error(413, too_big)
-        size, submitted = 0, False
-        try:
-            with open(job.input, "xb") as file:  # a random id, never the browser's name
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > max_upload:
-                        raise OverflowError
-                    file.write(chunk)
-            if size == 0:
-                raise EOFError
-            jobs.submit(job)
-            submitted = True
-        except OverflowError:
-            return error(413, too_big)
-        except EOFError:
-            return error(400, f"{job.name} is empty (0 bytes)")
-        except QueueFull as exc:
-            return error(503, str(exc))
-        except ClientDisconnect:  # the page was closed mid-upload: nobody to answer
-            return Response(status_code=400)
-        except OSError as exc:
-            return error(507, f"cannot store {job.name} for upscaling: {exc.strerror or exc}")
-        finally:  # refused, or the browser went away mid-upload: nothing is left behind
-            if not submitted:
-                job.input.unlink(missing_ok=True)
-        return JSONResponse(job.snapshot(), status_code=201)
-
-    async def events(request: Request) -> Response:
-        client = request.query_params.get("client", "")
-        queue: asyncio.Queue = asyncio.Queue()
-        hub.streams.setdefault(client, set()).add(queue)
-
-        async def stream() -> AsyncIterator[str]:
-            sent: dict[str, int] = {}  # job id -> the last seq sent: older snapshots still queued are dropped
-            try:
-                yield "retry: 2000\n\n"
-                for job in jobs.jobs_of(client):  # a page that reconnects catches up
-                    snapshot = job.snapshot()
-                    sent[job.id] = int(snapshot["seq"])
-                    yield f"data: {json.dumps(snapshot)}\n\n"
-                while not hub.closing:
-                    try:
-                        snapshot = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except asyncio.TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
-                    if snapshot is None:
-                        break
-                    if int(snapshot["seq"]) > sent.get(str(snapshot["id"]), 0):
-                        sent[str(snapshot["id"])] = int(snapshot["seq"])
-                        yield f"data: {json.dumps({k: v for k, v in snapshot.items() if k != 'client'})}\n\n"
-            finally:
-                hub.streams.get(client, set()).discard(queue)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    def find(request: Request) -> WebJob | None:
-        return jobs.get(request.path_params["job_id"])
-
-    async def before(request: Request) -> Response:
-        job = find(request)
-        if job is None or not job.has_before or not job.before.exists():
-            return error(404, "no such photo (it was removed, or the server restarted)")
-        return FileResponse(job.before, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
-
-    async def result(request: Request) -> Response:
-        job = find(request)
-        if job is None or job.state != "done" or not job.output.exists():
-            return error(404, "no such result (not finished, removed, or the server restarted)")
-        return FileResponse(job.output, media_type=MIME_TYPES[job.settings.format],
-                            headers={"Content-Disposition": content_disposition(job.download_name),
-                                     "Cache-Control": "private, max-age=3600"})
-
-    async def remove(request: Request) -> Response:
-        if not jobs.remove(request.path_params["job_id"]):
-            return error(404, "no such photo")
-        return Response(status_code=204)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.loop = asyncio.get_running_loop()
-        yield
-        hub.close()
-        on_stop()
-
-    routes = [
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/jobs", upload, methods=["POST"]),
-        Route("/api/events", events),
-        Route("/api/jobs/{job_id:str}", remove, methods=["DELETE"]),
-        Route("/api/jobs/{job_id:str}/before", before),
-        Route("/api/jobs/{job_id:str}/result", result),
-        Mount("/static", StaticFiles(directory=STATIC)),
-    ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def default_jobs(device: str) -> int:
-    """One photo per CPU core at a time on the CPU; one on a GPU, which a single photo keeps busy."""
-    return 1 if device in ("cuda", "mps") else cpu_cores()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,9 +72,9 @@ def serve(args: argparse.Namespace, sock: socket.socket, prog: str, uvicorn) -> 
     """Load the model, start the workers and run the server on `sock` until it is stopped."""
     import torch
 
-    from .errors import UnetsrError
-    from .upscaler import pick_device
-    from .webjobs import JobQueue, Models
+    from unetsr.core.errors import UnetsrError
+    from unetsr.inference.upscaler import pick_device
+    from unetsr.web.queue import JobQueue, Models
 
     try:
         device = pick_device(args.device)

@@ -10,10 +10,16 @@ import os
 import sys
 from dataclasses import fields
 
-from .cli import fail, float_in, int_in, positive_int, prog_name
-from .config import ENCODER_DEPTHS, ModelConfig
-from .degradations import PRESETS
-from .recipes import BACKBONE_DEFAULTS, DOWNSCALE_MODES, TrainConfig, load_recipe, recipe_names
+from unetsr.cli import fail, float_in, int_in, positive_int, prog_name
+from unetsr.model.config import ENCODER_DEPTHS, ModelConfig
+from unetsr.training.degradations import PRESETS
+from unetsr.training.recipes import (
+    BACKBONE_DEFAULTS,
+    DOWNSCALE_MODES,
+    TrainConfig,
+    load_recipe,
+    recipe_names,
+)
 
 _RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024), "min_crop": int_in(0),
            "max_crop": int_in(0), "photo_downscale": float_in(1.0, 16.0), "lr": float_in(0, 1, inclusive=False),
@@ -101,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg, model_cfg, resume, given = parse_args(argv)
     except ValueError as exc:
         return fail(prog, exc, 2)
-    from .errors import UnetsrError  # noqa: PLC0415 - heavy imports only after parsing
-    from .training import train
+    from unetsr.core.errors import UnetsrError  # noqa: PLC0415 - heavy imports only after parsing
+    from unetsr.training.loop import train
 
     try:
         summary = train(cfg, model_cfg, resume, given)
@@ -128,7 +134,7 @@ def summary_text(s) -> str:
                          f"  ->  {gain:+.2f} dB {'better' if gain > 0 else 'WORSE: train longer'}")
     lines += [f"  checkpoints  {s.best} (best), {s.last} (last, with optimiser state)",
               f"  next         python -m unetsr.export {s.best} model.pt --check VAL_PHOTOS",
-              f"               python -m unetsr.infer photo.jpg --checkpoint model.pt"]
+              "               python -m unetsr.infer photo.jpg --checkpoint model.pt"]
     return "\n".join(lines)
 
 

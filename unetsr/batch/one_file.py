@@ -1,0 +1,54 @@
+"""One image file upscaled: read it, check the sizes, upscale, write the result atomically.
+
+The one place a file becomes an upscaled file: `infer` (the command line) and `web.queue` (the web page's
+queue) both call `upscale_file`; neither needs the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from unetsr.batch.plan import Job, size_problem
+from unetsr.core.errors import ImageError, first_line
+from unetsr.imaging.photos import read_image, write_image
+
+if TYPE_CHECKING:  # torch stays unimported until an Upscaler exists
+    from unetsr.inference.upscaler import Upscaler
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create an output folder (and its parents), or raise ImageError saying why it cannot be."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ImageError(f"cannot write into {folder}: {p} is a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageError(f"cannot create folder {folder}: {exc.strerror or first_line(exc)}") from exc
+
+
+def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int, fmt: str | None, quality: int,
+                 overwrite: bool, progress: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[str, ...]]:
+    """Read, upscale and write one image; returns its (width, height) before and after, and the reader's notes."""
+    picture = read_image(job.source.path, max_pixels=max_pixels)
+    h, w = picture.rgb.shape[:2]
+    intermediate = getattr(upscaler, "intermediate_size", None)
+    if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None):
+        raise ImageError(f"{job.source.path}: {problem}")
+    ensure_folder(job.dest.parent)
+    if picture.alpha is None:
+        rgb, alpha = upscaler.upscale_array(picture.rgb, scale, progress=progress), None
+    else:
+        both = upscaler.upscale_array(np.concatenate([picture.rgb, picture.alpha[..., None]], axis=2),
+                                      scale, progress=progress)
+        rgb, alpha = both[..., :3], np.ascontiguousarray(both[..., 3])
+    write_image(job.dest, replace(picture, rgb=rgb, alpha=alpha), format=fmt, quality=quality,
+                overwrite=overwrite, source=job.source.path)
+    oh, ow = rgb.shape[:2]
+    return (w, h), (ow, oh), picture.notes
