@@ -125,3 +125,78 @@ def test_missing_default_model_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "none.pt")
     with pytest.raises(CheckpointError, match="no default x2 model installed"):
         checkpoint.load_default()
+
+
+def test_a_zip_bomb_is_refused_before_torch_reads_it(tiny_checkpoint: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries stored compressed (torch never writes them) or claiming more bytes than the file holds are
+    refused from the zip directory alone: torch.load is never called."""
+    import zipfile
+
+    calls: list[object] = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a))
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(tiny_checkpoint) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        dst.writestr("bomb/data/99", b"\0" * 20_000_000)  # 20 MB that deflate to ~20 KB
+    assert bomb.stat().st_size < tiny_checkpoint.stat().st_size + 100_000
+    with pytest.raises(CheckpointError, match="compressed entries"):
+        load_checkpoint(bomb)
+    big = tmp_path / "big.pt"
+    big.write_bytes(b"\0")
+    monkeypatch.setattr(checkpoint, "MAX_FILE_BYTES", 0)
+    with pytest.raises(CheckpointError, match="over the 0 MB"):
+        load_checkpoint(big)
+    assert calls == []
+
+
+def test_a_config_asking_for_huge_layers_is_refused_without_building_them(tiny_model: UNetSR, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny file whose config asks for 1,024-channel layers costs no memory: the model is checked on the
+    meta device against the parameter budget and the file's own tensors before anything is allocated."""
+    path = save_checkpoint(tmp_path / "t.pt", tiny_model)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["widths"] = [1024] * 5
+    payload["config"]["blocks"] = [64] * 5
+    payload.pop(checkpoint.CHECKSUM_KEY)
+    torch.save(payload, path)
+    built: list[object] = []
+    real_init = UNetSR.__init__
+
+    def counting_init(self, *args, **kwargs) -> None:
+        built.append(torch.empty(0).device)  # the device new tensors land on: meta inside the check
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(UNetSR, "__init__", counting_init)
+    with pytest.raises(CheckpointError, match="weights, over the"):
+        load_checkpoint(path)
+    assert [d.type for d in built] == ["meta"]
+    payload["config"]["widths"], payload["config"]["blocks"] = [16] * 5, [1] * 5  # small, but not its tensors
+    torch.save(payload, path)
+    built.clear()
+    with pytest.raises(CheckpointError, match="weights do not match its config"):
+        load_checkpoint(path)
+    assert [d.type for d in built] == ["meta"]
+
+
+def test_an_onnx_file_named_pt_is_called_an_onnx_model(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    node = onnx.helper.make_node("Identity", ["input"], ["output"])
+    value = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([node], "g", [value("input", onnx.TensorProto.FLOAT, [1, 3, 4, 4])],
+                                   [value("output", onnx.TensorProto.FLOAT, [1, 3, 4, 4])])
+    path = tmp_path / "model.pt"
+    onnx.save(onnx.helper.make_model(graph, producer_name="pytorch"), path)
+    with pytest.raises(CheckpointError, match="this is an ONNX model, not a unetsr checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_shipped_name_with_other_sound_bytes_is_refused(tiny_model: UNetSR, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
+    assert checkpoint.shipped_path("x4") == tmp_path / "unetsr_x4.pt"
+    save_checkpoint(checkpoint.shipped_path("x4"), tiny_model)  # a sound checkpoint, its own checksum right
+    assert load_checkpoint(checkpoint.shipped_path("x4")).config == tiny_model.config
+    with pytest.raises(CheckpointError, match=r"unetsr_x4\.pt is damaged: SHA-256 .* does not match the recorded"):
+        checkpoint.load_shipped("x4")  # only the recorded whole-file SHA-256 tells it from the shipped one

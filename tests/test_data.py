@@ -84,15 +84,35 @@ def test_degradations_change_the_lr_only(photo_dir: Path) -> None:
     assert changed >= 3
 
 
-def test_broken_photos_are_skipped_with_a_warning(photo_dir: Path) -> None:
-    bad = photo_dir / "broken.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+def test_photos_that_fail_to_decode_are_skipped_with_a_warning(photo_dir: Path) -> None:
+    whole = (photo_dir / "p0.png").read_bytes()
+    (photo_dir / "truncated.png").write_bytes(whole[: len(whole) // 2])  # a sound header, half the pixels
     ds = CropDataset(find_images([photo_dir]), crop=32, scale=2)
+    assert photo_dir / "truncated.png" in ds.paths  # the header check passes it; decoding fails later
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         items = [ds[i] for i in range(12)]
     assert all(hr.shape == (3, 32, 32) for _, hr in items)
-    assert any("broken.png" in str(w.message) for w in caught)
+    assert any("truncated.png" in str(w.message) for w in caught)
+
+
+def test_unreadable_and_too_small_training_photos_are_left_out_up_front(photo_dir: Path) -> None:
+    (photo_dir / "notes.jpg").write_text("a text file named like a photo")
+    (photo_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.warns(UserWarning, match=r"skipping 4 of 5 training photos: .*broken\.png.*notes\.jpg") as caught:
+        ds = CropDataset(find_images([photo_dir]), crop=100, scale=2)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert [p.name for p in ds.paths] == ["p2.png"]  # 150×100: the only one with a 100 px short side
+    assert ds[0][1].shape == (3, 100, 100)
+
+
+def test_a_folder_of_non_images_is_one_clear_error(tmp_path: Path) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"<html>not a photo</html>")
+    with pytest.raises(UnetsrError, match="none of the 2 training photos can be used") as caught:
+        CropDataset(find_images([tmp_path]), crop=32, scale=2)
+    message = str(caught.value)
+    assert "\n" not in message and "a.jpg: not a supported image" in message
 
 
 def test_step_sampler_resumes_and_splits_ranks() -> None:
@@ -109,6 +129,23 @@ def test_validation_crops_are_fixed(photo_dir: Path) -> None:
     lr2, hr2 = validation_crops(paths, crop=48, scale=2, per_image=2)
     assert hr.shape == (6, 3, 48, 48) and lr.shape == (6, 3, 24, 24)
     assert torch.equal(hr, hr2) and torch.equal(lr, lr2)
+
+
+def test_validation_skips_photos_smaller_than_the_crop_with_a_note(photo_dir: Path) -> None:
+    for name, (h, w) in {"tiny.png": (24, 30), "dot.png": (1, 1)}.items():
+        Image.fromarray((photo_like(h, w) * 255).astype(np.uint8)).save(photo_dir / name)
+    with pytest.warns(UserWarning, match=r"skipping 2 of 5 validation photos: .*dot\.png: 1×1 px .*tiny\.png") as caught:
+        lr, hr = validation_crops(find_images([photo_dir]), crop=48, scale=2, per_image=2)
+    assert len(caught) == 1
+    assert hr.shape == (6, 3, 48, 48) and lr.shape == (6, 3, 24, 24)  # the crop is not shrunk to the small photos
+
+
+def test_validation_with_no_usable_photo_is_one_clear_error(tmp_path: Path) -> None:
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    (tmp_path / "fake.jpg").write_text("not a photo")
+    with pytest.raises(UnetsrError, match=r"none of the 2 validation photos can be used .*48×48") as caught:
+        validation_crops(find_images([tmp_path]), crop=48, scale=2)
+    assert "\n" not in str(caught.value) and "fake.jpg" in str(caught.value)
 
 
 def test_hr_crops_are_never_upsampled(photo_dir: Path, tmp_path: Path) -> None:

@@ -487,6 +487,24 @@ def test_hostile_file_body_fails_that_file_only(
     assert names == [file_name("File:Landscape.jpg", "image/jpeg")]  # nothing partial, nothing hidden
 
 
+def test_a_file_dripped_a_byte_at_a_time_is_cut_at_the_deadline_not_after_its_size_allowance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # min_rate 1000 B/s: a file's old deadline, seconds + limit / min_rate, was over 60 s for this 64 kB limit,
+    # so a drip ran until the server gave up; now the body must earn its time by arriving.
+    monkeypatch.setattr(http_client, "DEFAULT_LIMITS", dataclasses.replace(LIMITS, seconds=1.0, min_rate=1000.0))
+    server = FakeCommons([f for f in fake_files() if f.name == "Small.jpg"], hostile={"Small.jpg": "drip"}).start()
+    try:
+        start = time.monotonic()
+        assert run(server, tmp_path, "--retries", "0") == 1
+        assert time.monotonic() - start < 2.5
+    finally:
+        server.stop()
+    _, err = capsys.readouterr()
+    assert re.search(r"failed: File:Small\.jpg: .*took longer than 1\.?\d* s \(\d+ bytes received", err)
+    assert on_disk(tmp_path / "images") == []
+
+
 def test_continue_token_loop_stops_with_a_clear_line(fake: FakeCommons, tmp_path: Path, capsys) -> None:
     fake.api_mode = "same_continue"
     assert run(fake, tmp_path, "--dry-run", "--limit", "5") == 1

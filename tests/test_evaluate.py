@@ -92,30 +92,89 @@ def test_lpips_column_is_filled_when_a_metric_is_available(photo_png: Path, tiny
     assert "n/a" not in benchmark.format_table(rows)
 
 
-def test_lpips_loading_prints_nothing_on_stdout(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[bool]:
+    """An empty torch hub cache whose downloads fail as they do offline; returns the `progress` of each try."""
+    import urllib.error
+
+    tries: list[bool] = []
+
+    def download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        tries.append(progress)
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    return tries
+
+
+def test_offline_lpips_is_one_plain_line_without_download_noise(photo_png: Path, tiny_checkpoint: Path, capsys,
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    pytest.importorskip("lpips")
+    tries = offline_hub(monkeypatch, tmp_path)
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("n/a") == 4 and tries == [False]  # one try, without a progress bar
+    lines = [line for line in err.splitlines() if "--no-lpips" in line]
+    assert len(lines) == 1 and "LPIPS n/a: it needs AlexNet weights (233 MB) from the network" in lines[0]
+    assert "(Name or service not known); --no-lpips skips it" in lines[0]
+    assert "Downloading" not in err and "URLError" not in err and "Traceback" not in err
+
+
+def test_missing_lpips_weights_are_fetched_once_quietly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capsys) -> None:
+    lpips = pytest.importorskip("lpips")
+    tries: list[bool] = []
+
+    def download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        tries.append(progress)
+        print(f'Downloading: "{url}"', file=sys.stderr)
+        Path(dst).write_bytes(b"weights")
+
+    def loaded(*args, **kwargs) -> torch.nn.Module:
+        print("Loading model from: lpips/weights/v0.1/alex.pth")  # what lpips prints on stdout
+        return torch.nn.Identity()
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    monkeypatch.setattr(lpips, "LPIPS", loaded)
+    said: list[str] = []
+    fn, note = benchmark.lpips_metric(say=said.append)
+    assert fn is not None and note == "" and tries == [False]
+    assert said == [f"LPIPS: fetching its AlexNet weights (233 MB, once) into {benchmark.alexnet_weights()[1]}"]
+    assert benchmark.lpips_metric(say=said.append)[0] is not None and tries == [False] and len(said) == 1  # cached
+    assert capsys.readouterr() == ("", "")
+
+
+def test_lpips_that_fails_to_load_is_one_line_and_prints_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 capsys) -> None:
     lpips = pytest.importorskip("lpips")
 
-    def offline(*args, **kwargs):
+    def broken(*args, **kwargs):
         print('Downloading: "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"')
         raise OSError("no network\nsecond line")
 
-    monkeypatch.setattr(lpips, "LPIPS", offline)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _, cached = benchmark.alexnet_weights()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"damaged")
+    monkeypatch.setattr(lpips, "LPIPS", broken)
     fn, note = benchmark.lpips_metric()
-    captured = capsys.readouterr()
-    assert fn is None and note == "OSError: no network"
-    assert captured.out == "" and "Downloading" in captured.err
+    assert fn is None and note.startswith("LPIPS n/a: it could not be loaded (OSError: no network; a damaged ")
+    assert note.endswith("--no-lpips skips it") and "\n" not in note
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "json"])
 def test_stdout_holds_the_table_alone(fmt: str, photo_png: Path, tiny_checkpoint: Path, capsys,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "OSError: offline"))
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda say=None: (None, "LPIPS n/a: offline"))
     assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent),
                           "--format", fmt]) == 0
     out, err = capsys.readouterr()
     if fmt == "json":
         table = json.loads(out)
-        assert table["photos"] == 1 and table["scale"] == 2 and table["lpips_note"] == "OSError: offline"
+        assert table["photos"] == 1 and table["scale"] == 2 and table["lpips_note"] == "LPIPS n/a: offline"
         psnr = {r["method"]: r["psnr"] for r in table["rows"]}
         assert all(r["lpips"] is None for r in table["rows"])
     elif fmt == "csv":
@@ -130,7 +189,7 @@ def test_stdout_holds_the_table_alone(fmt: str, photo_png: Path, tiny_checkpoint
         psnr = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines[2:]}
     assert list(psnr) == ["bilinear", "bicubic", "lanczos", "unetsr"]
     assert psnr["bicubic"] > psnr["bilinear"] > 15
-    assert "LPIPS n/a: OSError: offline\n" in err and "1 photo, x2" in err and "evaluating" in err
+    assert "unetsr.evaluate: LPIPS n/a: offline\n" in err and "1 photo, x2" in err and "evaluating" in err
 
 
 def test_an_unreadable_photo_is_skipped_with_one_line_and_exit_1(photo_png: Path, tiny_checkpoint: Path,
@@ -189,7 +248,7 @@ def test_jpeg_degraded_lr_is_scored_from_the_saved_jpeg(photo_png: Path, tiny_ch
     assert rows["bicubic"].psnr == pytest.approx(psnr_y_by_hand(bicubic, hr, 2), abs=0.05)
     assert rows["bicubic"].psnr < rows_of(tiny_model, [photo_png])["bicubic"].psnr - 0.3
 
-    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "skipped"))
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda say=None: (None, "skipped"))
     assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--degrade", "jpeg",
                           "--quality", "60", "--format", "json"]) == 0
     captured = capsys.readouterr()
@@ -213,7 +272,7 @@ def test_box_lr_kernel_is_the_mean_of_each_2x2_block(photo_png: Path, tiny_check
 
     bicubic = np.clip(np.stack([np.asarray(Image.fromarray(lr[..., c], mode="F").resize(
         (hr.shape[1], hr.shape[0]), Image.BICUBIC)) for c in range(3)], axis=2), 0, 1)
-    monkeypatch.setattr(evaluate, "lpips_metric", lambda: (None, "skipped"))
+    monkeypatch.setattr(evaluate, "lpips_metric", lambda say=None: (None, "skipped"))
     assert evaluate.main(["--checkpoint", str(tiny_checkpoint), "--hr", str(photo_png.parent), "--lr-kernel", "box",
                           "--format", "json", "--quiet"]) == 0
     table = json.loads(capsys.readouterr().out)

@@ -99,3 +99,34 @@ def test_parse_meta_reads_json_values_and_rejects_bare_words() -> None:
         "steps": 10, "data": ["a", "b"], "note": "hello world"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_meta(["oops"])
+
+
+def test_check_photos_too_small_are_skipped_with_a_line_each(training_checkpoint: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetsr.core import fileio
+
+    photos = tmp_path / "check"
+    photos.mkdir()
+    for name, (h, w) in {"dot.png": (1, 1), "line.png": (1, 17), "good.png": (24, 32)}.items():
+        Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(photos / name)
+    real, written = fileio.atomic_write, []  # the release file goes through the one atomic-write helper
+    monkeypatch.setattr(fileio, "atomic_write", lambda path, save: written.append(Path(path)) or real(path, save))
+
+    assert main([str(training_checkpoint), str(tmp_path / "r.pt"), "--check", str(photos)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and written == [tmp_path / "r.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["check", "last.pt", "r.pt"]  # nothing else left
+    assert err.splitlines() == [
+        f"{export.build_parser().prog}: warning: {photos / n}: {size} is too small to check at x2 "
+        "(at least 16 px a side); skipped" for n, size in (("dot.png", "1×1"), ("line.png", "17×1"))]
+
+    with pytest.raises(UnetsrError, match=r"^none of the 2 check photos is large enough to check at x2 \(at least "
+                                          r"16 px a side\)$"), pytest.warns(UserWarning, match="too small"):
+        check_images([photos / "dot.png", photos / "line.png"], scale=2)
+
+
+def test_the_kind_of_release_file_has_its_own_name() -> None:
+    assert export.release_format("a/model.ONNX", None) == "onnx" and export.release_format("m.pt", None) == "pt"
+    assert export.release_format("model.bin", "onnx") == "onnx" and export.release_format("m.onnx", "pt") == "pt"
+    assert not hasattr(export, "output_format")  # one output_format in the package: the image one

@@ -25,7 +25,7 @@ def read_all(response: requests.Response, chunks: Iterator[bytes]) -> bytes:
 
 @pytest.fixture
 def server() -> FakeCommons:
-    hows = ("gzip", "gzip_bomb", "drip_open")
+    hows = ("gzip", "gzip_bomb", "drip_open", "drip")
     files = [FakeFile(f"{how}.jpg", "image/jpeg", JPEG, 20, 16) for how in ("plain", *hows)]
     fake = FakeCommons(files, hostile={f"{how}.jpg": how for how in hows}).start()
     yield fake
@@ -60,6 +60,32 @@ def test_body_without_length_cut_by_the_deadline_is_not_taken_as_complete(server
     with make_session("t") as session, pytest.raises(DownloadError, match="took longer than 0.5 s"):
         fetch(session, url(server, "drip_open.jpg"), read_all, limit=1 << 20, seconds=0.5, retry=NO_RETRY)
     assert time.monotonic() - start < 2
+
+
+def test_a_dripped_body_earns_no_time_beyond_the_deadline(server: FakeCommons) -> None:
+    # A file download gets one more second per `min_rate` bytes received; a byte every 50 ms earns ~nothing,
+    # so the drip is cut at `seconds`, not at seconds + limit / min_rate (66 s here).
+    start = time.monotonic()
+    with make_session("t") as session, pytest.raises(DownloadError, match=r"took longer than 0\.5\d* s \(\d+ bytes received"):
+        fetch(session, url(server, "drip.jpg"), read_all, limit=1 << 16, seconds=0.5, min_rate=1000, retry=NO_RETRY)
+    assert time.monotonic() - start < 1.5
+
+
+def test_a_deadline_is_extended_by_the_bytes_received_and_only_by_them() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(a.recv(10)))
+        start = time.monotonic()
+        with Deadline(0.2, min_rate=100) as deadline:
+            deadline.watch(a)
+            deadline.got(50)  # earns 0.5 s: the socket is cut at 0.7 s, not 0.2 s
+            reader.start()
+            time.sleep(0.45)
+            assert not deadline.expired and reader.is_alive()
+            reader.join(3)
+        assert got == [b""] and deadline.expired and deadline.allowed() == pytest.approx(0.7)
+        assert 0.65 < time.monotonic() - start < 2
 
 
 def test_deadline_unblocks_a_read_and_leaves_no_timer_behind() -> None:

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from unetsr.core.errors import ImageError
 from unetsr.imaging import photos as images
+from unetsr.imaging import png16
+from unetsr.imaging.metadata import JPEG_SEGMENT_BYTES, MAX_ICC_BYTES, is_unetsr_output
 from unetsr.imaging.photos import (
     Picture,
     output_format,
@@ -161,6 +163,45 @@ def test_grey_picture_written_as_webp_drops_an_rgb_profile_only_when_it_does_not
     assert Image.open(png_out).mode == "L"
     assert "icc_profile" not in Image.open(png_out).info
     assert Image.open(write_image(tmp_path / "grey.webp", grey)).info["icc_profile"] == SRGB_ICC
+
+
+def profile_of(size: int) -> bytes:
+    """A valid sRGB ICC profile padded to `size` bytes (large profiles, with big lookup tables, exist)."""
+    big = bytearray(SRGB_ICC) + bytes(size - len(SRGB_ICC))
+    big[:4] = struct.pack(">I", size)
+    return bytes(big)
+
+
+def test_a_png_with_a_5_mb_icc_profile_is_read_and_its_profile_kept(tmp_path: Path) -> None:
+    profile = profile_of(5_000_000)  # beyond Pillow's 1 MB limit on PNG metadata: "damaged or truncated" before
+    source = tmp_path / "wide.png"
+    Image.fromarray(rgb8(4, 5)).save(source, icc_profile=profile)
+
+    picture = read_image(source)
+    notes: list[str] = []
+    out = write_image(tmp_path / "out.jpg", picture, notes=notes)  # 77 APP2 segments
+
+    assert picture.icc_profile == profile and picture.notes == ()
+    assert read_image(out).icc_profile == profile and notes == []
+
+
+def test_an_icc_profile_larger_than_any_format_holds_is_left_out_with_a_note(tmp_path: Path) -> None:
+    source = tmp_path / "huge.png"
+    Image.fromarray(rgb8(4, 5)).save(source)
+    data = source.read_bytes()
+    iccp = png_chunk(b"iCCP", b"big\x00\x00" + zlib.compress(profile_of(MAX_ICC_BYTES + 1000)))
+    source.write_bytes(data[:33] + iccp + data[33:])  # right after IHDR
+
+    picture = read_image(source)
+    notes: list[str] = []
+    write_image(tmp_path / "out.jpg", dataclasses.replace(picture, icc_profile=profile_of(MAX_ICC_BYTES + 1)),
+                notes=notes)
+
+    assert picture.icc_profile is None and np.array_equal(as_uint8(picture), rgb8(4, 5))
+    expected = "its ICC profile is larger than the 16.7 MB unetsr keeps; left out, so the colours are taken as sRGB"
+    assert picture.notes == (expected,)
+    assert notes == ["the ICC profile (16.7 MB) is more than a JPEG holds (16.7 MB): left out"]
+    assert "icc_profile" not in Image.open(tmp_path / "out.jpg").info
 
 
 # --- transparency --------------------------------------------------------------------------------------------
@@ -614,7 +655,7 @@ def test_interrupted_16_bit_write_leaves_nothing_behind(tmp_path: Path, monkeypa
     def interrupt(*args, **kwargs) -> bytes:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images, "_png_chunk", interrupt)
+    monkeypatch.setattr(png16, "chunk", interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_image(tmp_path / "out.png", picture)
 
@@ -715,6 +756,24 @@ def test_orientation_stored_as_long_is_applied_and_reset(tmp_path: Path, order: 
     assert out.getexif()[MAKE] == "cam"
 
 
+def test_exif_too_large_for_a_jpeg_is_trimmed_with_a_note(tmp_path: Path) -> None:
+    exif = exif_block(1)
+    exif[0x010E] = "x" * 2_000_000  # ImageDescription: 2 MB, where a JPEG segment holds 64 KB
+    picture = Picture(np.full((4, 4, 3), 0.5, np.float32), None, 8, False, None, exif.tobytes())
+
+    notes: list[str] = []
+    out = Image.open(write_image(tmp_path / "out.jpg", picture, notes=notes))
+    with pytest.warns(UserWarning, match="more than a JPEG holds"):  # without a list, a warning
+        write_image(tmp_path / "again.jpg", picture)
+
+    assert notes == ["the EXIF (2.0 MB) is more than a JPEG holds (64 KB): kept it without ImageDescription"]
+    assert out.getexif()[MAKE] == "unetsr-test" and 0x010E not in out.getexif()
+    assert out.getexif().get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == "2024:05:06 07:08:09"
+    assert len(out.info["exif"]) <= JPEG_SEGMENT_BYTES
+    png_out = Image.open(write_image(tmp_path / "out.png", picture))  # PNG holds it whole
+    assert len(png_out.getexif()[0x010E]) == 2_000_000
+
+
 def test_damaged_exif_becomes_a_note_not_a_warning(tmp_path: Path) -> None:
     source = tmp_path / "damaged.jpg"
     damaged = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00"  # IFD0 promises 5 entries and holds none
@@ -794,6 +853,48 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path: Path) -> None
                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode in (143, -signal.SIGTERM), proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the output marker ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, bit_depth", [(".png", 8), (".png", 16), (".jpg", 8), (".webp", 8)])
+def test_every_output_carries_the_marker_and_photos_do_not(tmp_path: Path, suffix: str, bit_depth: int) -> None:
+    picture = Picture(np.full((4, 6, 3), 0.5, np.float32), None, bit_depth, False, SRGB_ICC, exif_block(1).tobytes())
+    photo = tmp_path / f"photo{suffix}"
+    Image.fromarray(rgb8(4, 6)).save(photo, icc_profile=SRGB_ICC, exif=exif_block(1))
+
+    out = write_image(tmp_path / f"out{suffix}", picture)
+
+    assert is_unetsr_output(out)
+    assert not is_unetsr_output(photo)
+    assert Image.open(out).info["icc_profile"] == SRGB_ICC and Image.open(out).getexif()[MAKE] == "unetsr-test"
+
+
+def test_the_marker_is_not_fooled_by_look_alikes_or_damage(tmp_path: Path) -> None:
+    commented = tmp_path / "c.jpg"
+    Image.fromarray(rgb8(4, 4)).save(commented, comment=b"made with a unetsr-like tool")
+    texted = tmp_path / "t.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "unetsr")
+    Image.fromarray(rgb8(4, 4)).save(texted, pnginfo=info)
+    marked = write_image(tmp_path / "m.png", Picture(np.zeros((4, 4, 3), np.float32), None, 8, False, None, None))
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(marked.read_bytes()[:20])
+    renamed = tmp_path / "holiday.jpeg"  # a marked PNG under another name is still recognised
+    renamed.write_bytes(marked.read_bytes())
+
+    assert not is_unetsr_output(commented) and not is_unetsr_output(texted)
+    assert not is_unetsr_output(truncated) and not is_unetsr_output(tmp_path / "missing.png")
+    assert is_unetsr_output(renamed)
+
+
+def test_a_named_unsupported_format_says_why(tmp_path: Path) -> None:
+    phone = tmp_path / "IMG_0001.HEIC"
+    phone.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(100))
+    with pytest.raises(ImageError) as error:
+        read_image(phone)
+    assert str(error.value) == f"{phone}: HEIC is not supported; convert to JPEG or PNG"
 
 
 def test_quantizing_in_bands_equals_the_whole_image_formula() -> None:

@@ -17,7 +17,7 @@ import torch
 from helpers import perturb_decoder, photo_like
 from PIL import Image
 
-from unetsr.imaging.photos import read_image
+from unetsr.imaging.photos import read_image, write_image
 from unetsr.infer import build_parser, main, upscaler_options
 from unetsr.inference.upscaler import Upscaler
 from unetsr.model import checkpoint as checkpoint_module
@@ -121,17 +121,49 @@ def test_folder_input_takes_images_only_and_skips_own_outputs(capsys, tmp_path: 
     folder = tmp_path / "photos"
     save_photo(folder / "a.png")
     save_photo(folder / "b.JPG", 24, 32)
-    save_photo(folder / "old_x2.png", 16, 16)  # an earlier output: not upscaled again
+    save_photo(folder / "holiday_x2.png", 16, 16)  # the user's own photo, merely named like an output: taken
     save_photo(folder / "sub" / "c.png", 16, 16)  # a subfolder: only with --recursive
     (folder / "notes.txt").write_text("not an image")
     code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint)
     assert code == 0, err
-    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2.png", "b.JPG", "b_x2.png", "notes.txt",
-                                                         "old_x2.png", "sub"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x2.png", "b.JPG", "b_x2.png", "holiday_x2.png",
+                                                         "holiday_x2_x2.png", "notes.txt", "sub"]
+    assert "upscaled 3, failed 0, skipped 0" in err
     assert not (folder / "sub" / "c_x2.png").exists()
     code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint, "--overwrite")  # a rerun
     assert code == 0, err
-    assert not (folder / "a_x2_x2.png").exists()
+    assert not (folder / "a_x2_x2.png").exists() and not (folder / "holiday_x2_x2_x2.png").exists()
+    assert "upscaled 3, failed 0, skipped 3 (3 earlier unetsr outputs)" in err
+
+
+def test_a_rerun_at_another_scale_upscales_only_the_originals(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "myphotos"
+    save_photo(folder / "a.png", 8, 8)
+    save_photo(folder / "b.jpg", 8, 12, seed=1)
+    code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint, "--quiet")  # x2, beside the photos
+    assert code == 0, err
+    earlier = read_image(folder / "a_x2.png")  # and an output of another run, format and name
+    write_image(folder / "a big one.webp", earlier)
+
+    code, out, err = run(capsys, folder, "--scale", "4", "-o", tmp_path / "out4", "--checkpoint", tiny_checkpoint)
+
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out4").iterdir()) == ["a_x4.png", "b_x4.png"]
+    assert len(out.splitlines()) == 2  # one line per file upscaled
+    assert "unetsr.infer: note: passed over 3 earlier unetsr outputs (name a file to upscale it again)" in err
+    assert "upscaled 2, failed 0, skipped 3 (3 earlier unetsr outputs)" in err
+
+
+def test_a_folder_of_unsupported_photos_says_why(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for name in ("IMG_1.heic", "IMG_2.HEIC"):
+        (folder / name).write_bytes(b"not decoded")
+    code, _, err = run(capsys, folder, "--checkpoint", tiny_checkpoint)
+    assert code == 1
+    expected = (f"unetsr.infer: failed {folder}: no image files to upscale in this folder: only 2 .heic files "
+                "(HEIC is not supported; convert to JPEG or PNG)")
+    assert problem_lines(err) == [expected]
 
 
 def test_recursive_mirrors_subfolders_under_output(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -241,7 +273,7 @@ def _missing(folder: Path) -> Path:
     return folder / "missing.png"
 
 
-@pytest.mark.parametrize("make, reason", [(_not_image, "not an image"), (_truncated, "truncated"),
+@pytest.mark.parametrize("make, reason", [(_not_image, "not a supported image"), (_truncated, "truncated"),
                                           (_bomb, "limit"), (_missing, "no such file")])
 def test_bad_input_is_one_line_and_others_still_done(capsys, photo_png: Path, tiny_checkpoint: Path,
                                                      make, reason) -> None:
@@ -294,6 +326,26 @@ def test_ctrl_c_exits_130_without_partial_output(capsys, monkeypatch, photo_png:
     assert code == 130
     assert err.strip().splitlines()[-1] == "unetsr.infer: interrupted"
     assert sorted(p.name for p in photo_png.parent.iterdir()) == ["photo.png"]
+
+
+@pytest.mark.parametrize("switch", ["--debug", "UNETSR_DEBUG=1"])
+def test_debug_adds_the_traceback_of_a_failure(capsys, monkeypatch, photo_png: Path, tiny_checkpoint, switch) -> None:
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a library bug")
+
+    monkeypatch.setattr(Upscaler, "upscale_array", bug)
+    if switch.startswith("UNETSR_DEBUG"):
+        monkeypatch.setenv("UNETSR_DEBUG", "1")
+    argv = [str(photo_png), "--checkpoint", str(tiny_checkpoint), *([switch] if switch == "--debug" else [])]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"unetsr.infer: failed {photo_png}: ZeroDivisionError: a library bug" in err.splitlines()
+    lines = err.splitlines()
+    assert "Traceback (most recent call last):" in lines and "ZeroDivisionError: a library bug" in lines
+    monkeypatch.delenv("UNETSR_DEBUG", raising=False)
+    assert main([str(photo_png), "--checkpoint", str(tiny_checkpoint)]) == 1
+    assert "Traceback" not in capsys.readouterr().err  # without the switch: the one line only
 
 
 # --- model loading failures: one line, exit 1, no file touched ------------------------------------------------
@@ -477,7 +529,7 @@ def test_control_characters_in_names_keep_messages_on_one_line(capsys, tmp_path:
     code, out, err = run(capsys, good, bad, "--checkpoint", tiny_checkpoint)
     assert code == 1
     (line,) = problem_lines(err)
-    assert "bad\\rname\\x1b.png" in line and "not an image" in line
+    assert "bad\\rname\\x1b.png" in line and "not a supported image" in line
     assert len(out.splitlines()) == 1 and "good\\nphoto.png -> " in out
     assert (tmp_path / "good\nphoto_x2.png").exists()
 

@@ -14,7 +14,7 @@ from unetsr.batch.plan import (
     collect_inputs,
     format_scale,
     glob_root,
-    is_own_output,
+    mirrored,
     output_file_problem,
     output_is_file,
     output_path,
@@ -22,13 +22,21 @@ from unetsr.batch.plan import (
     plan_jobs,
     size_problem,
 )
+from unetsr.imaging.formats import READ_FORMATS
+from unetsr.imaging.photos import Picture, write_image
 
 
 def save(path: Path) -> Path:
-    """A tiny real PNG."""
+    """A tiny real image, as a camera or an editor would write it (format from the suffix)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(path)
     return path
+
+
+def save_output(path: Path, bit_depth: int = 8) -> Path:
+    """A tiny image written by unetsr (write_image), so it carries the output marker."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_image(path, Picture(np.full((4, 6, 3), 0.5, np.float32), None, bit_depth, False, None, None))
 
 
 def test_output_names_use_scale_and_format() -> None:
@@ -38,9 +46,6 @@ def test_output_names_use_scale_and_format() -> None:
     assert output_suffix(2.0, None) == "_x2.png"
     assert output_suffix(1.5, "jpg") == "_x1.5.jpg"
     assert output_suffix(3.0, "webp") == "_x3.webp"
-    assert is_own_output("holiday_X2.PNG", "_x2.png")
-    assert not is_own_output("holiday_x2.png", "_x3.png")
-    assert not is_own_output("_x2.png", "_x2.png")  # nothing before the suffix: not an output of ours
     assert output_path(Source(Path("a/b/photo.jpg"), Path("photo.jpg")), "_x2.png") == Path("a/b/photo_x2.png")
     assert output_path(Source(Path("in/s/p.jpg"), Path("s/p.jpg")), "_x2.png", Path("out")) == Path("out/s/p_x2.png")
     assert output_path(Source(Path("p.jpg"), Path("p.jpg")), "_x2.png", Path("r.png"), True) == Path("r.png")
@@ -84,21 +89,21 @@ def test_plan_refuses_inputs_and_conflicts_and_skips_existing(tmp_path: Path) ->
 def test_collect_dedupes_identical_paths_and_reports_missing(tmp_path: Path) -> None:
     a = save(tmp_path / "a.png")
     (tmp_path / "empty").mkdir()
-    sources, problems = collect_inputs([str(a), str(tmp_path / "." / "a.png"), str(tmp_path / "nope.png"),
-                                        str(tmp_path / "empty"), str(tmp_path / "z*.png")], False, "_x2.png")
-    assert [s.path for s in sources] == [a]
-    assert [p.reason.split()[0] for p in problems] == ["no", "no", "no"]
-    assert [p.name for p in problems] == [str(tmp_path / n) for n in ("nope.png", "empty", "z*.png")]
+    found = collect_inputs([str(a), str(tmp_path / "." / "a.png"), str(tmp_path / "nope.png"),
+                            str(tmp_path / "empty"), str(tmp_path / "z*.png")], False)
+    assert [s.path for s in found.sources] == [a]
+    assert [p.reason.split()[0] for p in found.problems] == ["no", "no", "no"]
+    assert [p.name for p in found.problems] == [str(tmp_path / n) for n in ("nope.png", "empty", "z*.png")]
 
 
 def test_a_file_and_a_link_to_it_are_two_inputs_with_two_outputs(tmp_path: Path) -> None:
     a = save(tmp_path / "photos" / "a.png")
     link = tmp_path / "photos" / "link.png"
     link.symlink_to(a)
-    sources, problems = collect_inputs([str(tmp_path / "photos")], False, "_x2.png")
-    assert problems == []
-    assert [s.path for s in sources] == [a, link]
-    jobs = plan_jobs(sources, "_x2.png")
+    found = collect_inputs([str(tmp_path / "photos")], False)
+    assert found.problems == []
+    assert [s.path for s in found.sources] == [a, link]
+    jobs = plan_jobs(found.sources, "_x2.png")
     assert [(j.dest.name, j.refusal) for j in jobs] == [("a_x2.png", None), ("link_x2.png", None)]
 
 
@@ -110,10 +115,10 @@ def test_fifos_named_or_found_are_reported_and_never_taken(tmp_path: Path) -> No
     os.mkfifo(tmp_path / "named.jpg")
     (folder / "dangling.png").symlink_to(tmp_path / "gone.png")
 
-    sources, problems = collect_inputs([str(folder), str(tmp_path / "named.jpg")], False, "_x2.png")
+    found = collect_inputs([str(folder), str(tmp_path / "named.jpg")], False)
 
-    assert [s.path for s in sources] == [good]
-    reasons = {Path(p.name).name: p.reason for p in problems}
+    assert [s.path for s in found.sources] == [good]
+    reasons = {Path(p.name).name: p.reason for p in found.problems}
     assert set(reasons) == {"pipe.png", "named.jpg", "dangling.png"}
     assert "not a regular file (a FIFO)" in reasons["pipe.png"] and "FIFO" in reasons["named.jpg"]
     assert reasons["dangling.png"] == "a link to nothing"
@@ -125,3 +130,76 @@ def test_size_limit_checks_the_largest_intermediate_too() -> None:
     assert size_problem(10_000, 10_000, 2.0, largest=(20_000, 20_000)) is None  # 400 MP: at the limit, allowed
     problem = size_problem(7000, 7000, 2.01, largest=(28_000, 28_000))  # the output is 198 MP, its path 784 MP
     assert "784 MP intermediate" in problem and "400 MP" in problem
+
+
+# --- earlier outputs, by their marker; unsupported formats; globs that climb -----------------------------------
+
+
+def test_a_scan_passes_over_unetsr_outputs_by_marker_whatever_their_name(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    photo, named_like_one = save(folder / "a.png"), save(folder / "holiday_x2.png")  # the user's own photos
+    outputs = [save_output(folder / "a_x2.png"), save_output(folder / "a_x4.jpg"), save_output(folder / "big.webp"),
+               save_output(folder / "deep_x2.png", bit_depth=16)]
+
+    found = collect_inputs([str(folder)], False)
+    by_glob = collect_inputs([str(folder / "*")], False)
+    named = collect_inputs([str(outputs[0])], False)  # a file named on purpose is taken
+
+    assert [s.path for s in found.sources] == [photo, named_like_one] and found.problems == []
+    assert sorted(found.own_outputs) == sorted(outputs)
+    assert found.passed_over() == ["passed over 4 earlier unetsr outputs (name a file to upscale it again)"]
+    assert [s.path for s in by_glob.sources] == [photo, named_like_one] and len(by_glob.own_outputs) == 4
+    assert [s.path for s in named.sources] == [outputs[0]] and named.own_outputs == []
+
+
+def test_a_folder_of_earlier_outputs_only_says_so(tmp_path: Path) -> None:
+    save_output(tmp_path / "out" / "a_x2.png")
+    found = collect_inputs([str(tmp_path / "out")], False)
+    (problem,) = found.problems
+    assert problem.reason == "no image files to upscale in this folder: only 1 earlier unetsr output"
+    assert found.own_outputs == [] and found.passed_over() == []  # told once, in the problem
+
+
+def test_unsupported_formats_are_counted_with_the_reason(tmp_path: Path) -> None:
+    only_heic, mixed = tmp_path / "phone", tmp_path / "mixed"
+    for folder in (only_heic, mixed):
+        folder.mkdir()
+        (folder / "IMG_1.HEIC").write_bytes(b"not decoded")
+        (folder / "IMG_2.heic").write_bytes(b"not decoded")
+    photo = save(mixed / "c.png")
+
+    only = collect_inputs([str(only_heic)], False)
+    (problem,) = only.problems
+    found = collect_inputs([str(mixed)], False)
+    pattern = collect_inputs([str(only_heic / "*")], False)
+
+    assert problem.reason == ("no image files to upscale in this folder: only 2 .heic files "
+                              "(HEIC is not supported; convert to JPEG or PNG)")
+    assert not only.unsupported  # told once, in the problem
+    assert [s.path for s in found.sources] == [photo] and found.problems == []
+    assert found.passed_over() == ["passed over 2 .heic files: HEIC is not supported; convert to JPEG or PNG"]
+    assert "only 2 .heic files (HEIC is not supported" in pattern.problems[0].reason
+
+
+@pytest.mark.skipif("AVIF" not in READ_FORMATS, reason="this Pillow has no AVIF")
+def test_a_folder_scan_takes_avif_when_pillow_reads_it(tmp_path: Path) -> None:
+    avif = save(tmp_path / "photos" / "a.avif")
+    found = collect_inputs([str(tmp_path / "photos")], False)
+    assert [s.path for s in found.sources] == [avif] and not found.unsupported
+
+
+def test_a_glob_that_climbs_with_dotdot_still_writes_under_the_output_folder(tmp_path: Path) -> None:
+    outside = save(tmp_path / "a.png")
+    save(tmp_path / "in" / "sub" / "b.png")
+    out = tmp_path / "out"
+
+    found = collect_inputs([str(tmp_path / "in" / "*" / ".." / ".." / "a.png"),
+                            str(tmp_path / "in" / "*" / ".." / "sub" / "b.png")], False)
+    jobs = plan_jobs(found.sources, "_x2.png", out)
+
+    assert [j.source.path.resolve() for j in jobs] == [outside, tmp_path / "in" / "sub" / "b.png"]
+    assert [j.dest for j in jobs] == [out / "a_x2.png", out / "sub" / "b_x2.png"]  # `..` resolved, never kept
+    assert all(j.dest.resolve().is_relative_to(out) for j in jobs)
+    assert mirrored(Path("in/x/../../../etc/p.png"), Path("in")) == Path("p.png")
+    climbing = Source(tmp_path / "p.png", Path("../../p.png"))  # a Source made by other code: still inside
+    assert output_path(climbing, "_x2.png", out) == out / "p_x2.png"

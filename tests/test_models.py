@@ -26,6 +26,28 @@ def test_shipped_models_are_recorded_and_chosen_by_name() -> None:
         load_shipped("x8")
 
 
+def test_every_way_to_a_shipped_model_goes_through_its_sha256_check(monkeypatch, tiny_model) -> None:
+    from unetsr.inference import upscaler as upscaler_module
+    from unetsr.inference.upscaler import Upscaler
+    from unetsr.model import checkpoint
+
+    checked: list[tuple[str, str | None]] = []
+
+    def load(path, expected_sha256=None):
+        checked.append((path.name, expected_sha256))
+        return checkpoint.Checkpoint(tiny_model)
+
+    monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
+    monkeypatch.setattr(checkpoint, "load_checkpoint", load)  # what load_shipped calls, with the recorded SHA-256
+    monkeypatch.setattr(upscaler_module, "load_checkpoint", lambda *a, **k: pytest.fail("loaded without its SHA-256"))
+    checkpoint.load_default()
+    assert Upscaler.from_checkpoint(device="cpu").name == "shipped x2 model"
+    assert Upscaler.from_shipped("x4", device="cpu").name == "shipped x4 model"
+    models.shipped_upscaler(name="x2_jpeg", device="cpu")
+    models.ModelPicker(4.0, device="cpu")
+    assert checked == [(f"unetsr_{name}.pt", SHIPPED[name]) for name in ("x2", "x2", "x4", "x2_jpeg", "x4")]
+
+
 def _saved_jpeg(path, quality: int):
     import numpy as np
     from helpers import photo_like

@@ -1,4 +1,5 @@
-"""The walkthrough notebook: committed without outputs, and runs top to bottom in quick mode.
+"""The walkthrough notebook and its helper module: committed without outputs, a lean first cell, set-up
+plumbing in notebooks/notebook_helpers.py, the scale parameter honoured, and it runs top to bottom in quick mode.
 
 The kernel is started from a kernel spec written for this test whose command is this interpreter
 (`sys.executable -m ipykernel_launcher`), so the notebook runs in the same environment as pytest
@@ -28,6 +29,67 @@ def test_committed_notebook_has_no_outputs() -> None:
     for i, cell in enumerate(code):
         assert cell.get("outputs") == [], f"code cell {i} has outputs: strip them before committing"
         assert cell.get("execution_count") is None, f"code cell {i} has an execution count"
+
+
+def _cells(kind: str) -> list[str]:
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    return ["".join(cell["source"]) for cell in nb["cells"] if cell["cell_type"] == kind]
+
+
+def test_the_first_cell_says_what_you_will_see_and_how_long() -> None:
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    first = "".join(nb["cells"][0]["source"])
+    assert nb["cells"][0]["cell_type"] == "markdown" and len(first.splitlines()) <= 16
+    assert "**What you will see**" in first and "**How long**" in first
+    assert re.search(r"quick mode .*\d+ s", first, re.S) and re.search(r"full run .*\d+ min", first, re.S)
+
+
+def test_set_up_plumbing_lives_in_the_helper_module() -> None:
+    code = "\n".join(_cells("code"))
+    for plumbing in ("sys.path", "tempfile", "def ", "mkdir", ".save(folder"):
+        assert plumbing not in code, f"{plumbing!r} in a code cell: it belongs in notebooks/notebook_helpers.py"
+    assert "import notebook_helpers as nh" in code and "nh.start(" in code and "session.cleanup()" in code
+
+
+def test_the_scale_parameter_is_honoured_everywhere() -> None:
+    # No code cell names a fixed factor (x2 models, ×2 labels, scale=2); the prose says ×`SCALE`, and its
+    # only "×2" is the diagram's fixed feature upsampling between encoder levels ("up×2").
+    for source in _cells("code"):
+        assert not re.search(r"\bx2\b|×2|scale=2\b|outscale=2\b", source), source
+    for source in _cells("markdown"):
+        assert not re.findall(r"(?<!up)×2\b", source), source
+    params = next(s for s in _cells("code") if "QUICK =" in s)
+    assert 'SCALE = int(os.environ.get("UNETSR_SCALE", "2"))' in params
+
+
+def test_quick_copies_keep_a_whole_validation_crop(tmp_path: Path) -> None:
+    # Quick mode shrinks photos to 192 px on the short side, so a 3:2 photo still gives 192-px validation crops
+    # (shrunk by its long side to 256 px, it would be 256×171 and skipped as too small).
+    import numpy as np
+    from PIL import Image
+
+    from notebooks import notebook_helpers as nh
+    from unetsr.training.data import validation_crops
+
+    Image.fromarray(nh.synthetic_photo(600, 1)[:400]).save(tmp_path / "wide.png")
+    nh.shrunk_copy(tmp_path / "wide.png", tmp_path / "copy.png")
+    with Image.open(tmp_path / "copy.png") as im:
+        assert im.size == (288, 192)
+    _, hr = validation_crops([tmp_path / "copy.png"], scale=2, per_image=1)
+    assert hr.shape == (1, 3, 192, 192) and np.isfinite(hr.numpy()).all()
+
+
+def test_the_shipped_model_line_never_says_nan(capsys, tmp_path: Path) -> None:
+    from notebooks import notebook_helpers as nh
+    from unetsr.inference.choice import installed
+
+    if "x2" not in installed():
+        pytest.skip("the shipped x2 model is not installed")
+    model, which = nh.results_model("auto", 2, tmp_path / "unused.pt", "unused")
+    line = capsys.readouterr().out
+    assert which == "the shipped x2 model" and model.config.scale == 2
+    assert line.startswith("Results below use the shipped x2 model (unetsr_x2.pt): 15,300 training steps")
+    assert "nan" not in line and "records no validation score" in line
 
 
 def _kernel_manager(tmp_path: Path, env: dict[str, str]):
@@ -104,9 +166,10 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     assert "mode: QUICK" in text
     assert f"files in {scratch}" in text
     # Quick mode takes 4 of the 9 photos, shrunk, and removes its temporary folder at the end.
-    assert f"photos: 4 of those in {photos}, at most 256 px" in text
+    assert f"photos: 4 of those in {photos}, shrunk to 192 px on the short side" in text
     assert "3 training and 1 validation images" in text
     assert "validation: 4 crops of 192 px" in text  # 256×192 copies: the crops are the whole short side
+    assert "nan" not in text.lower()
     assert not list(scratch.glob("unetsr-notebook-*")), "the notebook left its temporary folder behind"
 
     # Parameter counts: the frozen part is exactly ResNet18's conv1, bn1, layer1 and layer2.
@@ -129,20 +192,24 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
 
     lines = [line for line in text.splitlines() if line.startswith("Results below use the ")]
     assert len(lines) == 1 and len(lines[0]) < 300, lines  # a short description, not the metadata dict
-    which = "the shipped model" if "shipped model" in lines[0] else "the model trained above"
+    which = re.match(r"Results below use (the shipped x2 model|the model trained above)", lines[0]).group(1)
     m = re.search(r"mean PSNR-Y over \d+ validation crops: bilinear ([\d.]+) dB, bicubic ([\d.]+) dB, "
                   r"model ([\d.]+) dB", text)
     assert m, text
     assert all(15 < float(v) < 60 for v in m.groups())
     bicubic, model = float(m.group(2)), float(m.group(3))
     # The sentence about the results names the model they came from and agrees with the numbers.
-    m = re.search(rf"{which} is ([\d.]+) dB (above|below) bicubic on these crops", text)
+    m = re.search(rf"{which} is ([\d.]+) dB (above|below) bicubic on these crops \(x2, ", text)
     assert m, text
     assert float(m.group(1)) == pytest.approx(abs(model - bicubic), abs=0.02)
     assert m.group(2) == ("above" if model >= bicubic else "below")
     m = re.search(r"x8 self-ensemble \(ensemble=True\): model ([\d.]+) -> ([\d.]+) dB", text)
     assert m, text
     assert float(m.group(1)) == model and 15 < float(m.group(2)) < 60
+
+    took = re.search(r"this run took \d+ s \(\d+ s of CPU time in this kernel\)", text)
+    assert took, text
+    print(took.group(0))  # the figure the first cell quotes (pytest -s shows it)
 
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(figures) >= 3

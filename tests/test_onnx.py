@@ -125,8 +125,8 @@ def test_runtime_flags_that_contradict_are_usage_errors(tmp_path: Path, photo_pn
 
 
 def test_export_format_choice_and_refusals(exported: tuple[Path, str], tiny_checkpoint: Path) -> None:
-    assert export.output_format("a/model.ONNX", None) == "onnx" and export.output_format("m.pt", None) == "pt"
-    assert export.output_format("model.bin", "onnx") == "onnx" and export.output_format("m.onnx", "pt") == "pt"
+    assert export.release_format("a/model.ONNX", None) == "onnx" and export.release_format("m.pt", None) == "pt"
+    assert export.release_format("model.bin", "onnx") == "onnx" and export.release_format("m.onnx", "pt") == "pt"
     path = exported[0]
     before = path.read_bytes()
     with pytest.raises(UnetsrError, match="--overwrite"):
@@ -150,3 +150,19 @@ def test_a_two_step_x4_model_exports_and_matches_torch(tmp_path: Path) -> None:
     assert onnx_model.config.scale == 4 and tuple(y.shape) == (1, 3, 76, 104)
     assert (y - ref).abs().max().item() <= 1 / 255
     assert (ref - bilinear).abs().max().item() > 4 / 255
+
+
+def test_a_graph_whose_output_contradicts_its_scale_is_refused(exported: tuple[Path, str], tmp_path: Path,
+                                                                photo_png: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The tiny x2 graph relabelled x4 would write a scrambled image: a probe run at load refuses it."""
+    proto = onnx.load(str(exported[0]))
+    for prop in proto.metadata_props:
+        if prop.key == "scale":
+            prop.value = "4"
+    relabelled = tmp_path / "relabelled.onnx"
+    onnx.save(proto, str(relabelled))
+    with pytest.raises(CheckpointError, match="metadata says x4, but a 16×16 input comes out 32×32"):
+        OnnxModel(relabelled)
+    assert infer.main([str(photo_png), "--checkpoint", str(relabelled), "-o", str(tmp_path / "out.png")]) == 1
+    assert "metadata says x4" in capsys.readouterr().err and not (tmp_path / "out.png").exists()

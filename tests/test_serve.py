@@ -24,11 +24,21 @@ import torch
 from helpers import photo_like
 from PIL import Image
 
+from unetsr.core.errors import CheckpointError
 from unetsr.imaging.formats import READ_NAMES
 from unetsr.infer import main as infer_main
 from unetsr.inference.choice import installed
+from unetsr.model import checkpoint
+from unetsr.model.checkpoint import save_checkpoint
 from unetsr.serve import main as serve_main
-from unetsr.web.app import content_disposition, is_loopback
+from unetsr.web import queue as webqueue
+from unetsr.web.app import (
+    MAX_CONNECTIONS,
+    MAX_STREAMS,
+    Hub,
+    content_disposition,
+    is_loopback,
+)
 from unetsr.web.queue import (
     JobQueue,
     Models,
@@ -36,7 +46,6 @@ from unetsr.web.queue import (
     TrackedUpscaler,
     display_name,
     safe_stem,
-    tile_count,
 )
 
 SHIPPED_NAMES = sorted(installed())  # the shipped models the page offers beside "auto"
@@ -44,7 +53,8 @@ SHIPPED_NAMES = sorted(installed())  # the shipped models the page offers beside
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SERVER_FLAGS = ["--tile", "16", "--tile-overlap", "0", "--jobs", "2", "--max-pixels", "0.01", "--max-upload", "0.05"]
+SERVER_FLAGS = ["--tile", "16", "--tile-overlap", "0", "--jobs", "2", "--max-pixels", "0.01", "--max-upload", "0.05",
+                "--client-timeout", "2"]
 CLIENT = "testpage0123456789"
 JOB_FILE = re.compile(r"^[0-9a-f]{32}\.(input|before\.png|result\.(png|jpg|webp))$")
 DEADLINE_S = 60
@@ -67,7 +77,8 @@ def save_photo(path: Path, h: int = 40, w: int = 56, seed: int = 0) -> Path:
 # --- the library side: tiles, names, the queue ---------------------------------------------------------
 
 @pytest.mark.parametrize("h, w, scale, tile, alpha", [(40, 56, 2, 16, False), (20, 12, 4, 16, False),
-                                                      (17, 9, 2.5, 8, True), (40, 56, 2, None, False)])
+                                                      (17, 9, 2.5, 8, True), (40, 56, 2, None, False),
+                                                      (3, 200, 2, 16, False)])
 def test_tile_count_is_the_number_of_tiles_computed(tiny_model, h, w, scale, tile, alpha) -> None:
     upscaler = TrackedUpscaler(tiny_model, device="cpu", tile=tile, tile_overlap=0)
     ticks = []
@@ -77,9 +88,9 @@ def test_tile_count_is_the_number_of_tiles_computed(tiny_model, h, w, scale, til
     with upscaler.reporting(lambda: ticks.append(1)):
         out = upscaler.upscale_array(image, scale)
     assert out.shape[:2] == (round(h * scale), round(w * scale))
-    assert len(ticks) == tile_count(upscaler, h, w, scale, 2 if alpha else 1) > 0
+    assert len(ticks) == upscaler.tile_count(h, w, scale) * (2 if alpha else 1) > 0
     upscaler.upscale_array(image, scale)  # outside the block nothing is counted
-    assert len(ticks) == tile_count(upscaler, h, w, scale, 2 if alpha else 1)
+    assert len(ticks) == upscaler.tile_count(h, w, scale) * (2 if alpha else 1)
 
 
 @pytest.mark.parametrize("sent, shown, stem", [
@@ -156,15 +167,97 @@ def test_queue_runs_photos_in_order_reports_progress_and_cleans_up(tmp_path: Pat
     assert list(work.iterdir()) == []
 
 
+def submit(jobs: JobQueue, name: str, image: Image.Image, **settings: object) -> webqueue.WebJob:
+    """Queue `image`, saved as a PNG, as if the page had uploaded it as `name`."""
+    job = jobs.new_job(CLIENT, name, Settings(**{"scale": 2.0, **settings}))
+    image.save(job.input, format="PNG")
+    jobs.submit(job)
+    return job
+
+
+def finish(jobs: JobQueue, *made: webqueue.WebJob) -> None:
+    """Wait (bounded) until the jobs are finished, then stop the queue."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not all(job.finished for job in made) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    jobs.close()
+
+
+def test_photos_whose_work_is_too_big_are_refused_from_their_header(tmp_path: Path, tiny_checkpoint: Path,
+                                                                    monkeypatch) -> None:
+    decoded: list[Path] = []
+    for module in (webqueue, sys.modules["unetsr.batch.one_file"]):
+        read = module.read_image
+        monkeypatch.setattr(module, "read_image",
+                            lambda path, read=read, **kw: decoded.append(path) or read(path, **kw))
+    (work := tmp_path / "work").mkdir()
+    jobs = JobQueue(Models(tiny_checkpoint, device="cpu", tile=16, tile_overlap=0), work, max_pixels=2_000_000)
+    huge = submit(jobs, "huge.png", Image.new("RGB", (1300, 1300), (90, 120, 150)), scale=16.0)  # a 5 KB file
+    thin = submit(jobs, "thin.png", Image.new("L", (300_000, 1), 128))  # 0.3 MP, one pixel tall
+    finish(jobs, huge, thin)
+    assert (huge.state, huge.error) == ("failed", ("huge.png: the x16 output would be 433 MP, over the 400 MP "
+                                                   "output limit; use a smaller --scale"))  # infer's words
+    assert (thin.state, thin.error) == ("failed", ("thin.png is 300000×1, computed as 2.4 MP once padded to the "
+                                                   "model's 8-pixel grid: over the 2 MP limit (--max-pixels)"))
+    assert decoded == [] and not huge.has_before and not thin.has_before  # no pixel decoded, no preview written
+    assert list(work.iterdir()) == []
+
+
+def test_a_photo_over_the_time_limit_is_stopped_at_its_next_tile(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    (work := tmp_path / "work").mkdir()
+    jobs = JobQueue(Models(tiny_checkpoint, device="cpu", tile=16, tile_overlap=0), work, max_pixels=10_000,
+                    job_timeout=0.001)
+    job = submit(jobs, "slow.png", Image.fromarray((photo_like(40, 56) * 255).astype(np.uint8)))
+    finish(jobs, job)
+    assert (job.state, job.error) == ("failed", ("slow.png: stopped after the time limit for one photo "
+                                                 "(0.001 s, --job-timeout)"))
+    assert job.done < job.total and not job.output.exists()
+
+
+def test_the_page_offers_only_the_shipped_models_and_checks_their_sha256(tmp_path: Path, tiny_model,
+                                                                        photo_png: Path, monkeypatch) -> None:
+    (weights := tmp_path / "weights").mkdir()
+    for name in ("x2", "x2_jpeg"):
+        (weights / f"unetsr_{name}.pt").symlink_to(checkpoint.WEIGHTS_DIR / f"unetsr_{name}.pt")
+    save_checkpoint(weights / "unetsr_x4.pt", tiny_model)  # a shipped name, but not the shipped bytes
+    save_checkpoint(weights / "unetsr_x9.pt", tiny_model)  # a stray file beside the shipped ones
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", weights / "unetsr_x2.pt")
+    for name in ("WEIGHTS_DIR", "DEFAULT_CHECKPOINT"):  # where the page's own loader used to look
+        monkeypatch.setattr(webqueue, name, getattr(checkpoint, name), raising=False)
+    models = Models(device="cpu")
+    assert list(models.labels()) == ["auto", "x2", "x2_jpeg", "x4"]  # never x9
+    with pytest.raises(CheckpointError, match="is damaged: SHA-256"):
+        models.get("x4")
+    (work := tmp_path / "work").mkdir()
+    jobs = JobQueue(models, work, max_pixels=10_000)
+    job = submit(jobs, "photo.png", Image.open(photo_png), scale=4.0, model="x4")
+    finish(jobs, job)
+    assert job.state == "failed" and job.error.startswith("checkpoint unetsr_x4.pt is damaged: SHA-256 ")
+    assert str(tmp_path) not in job.error  # the page never sees this server's folders
+
+
+def test_the_hub_forgets_a_page_when_its_last_stream_closes_and_caps_streams() -> None:
+    hub = Hub()
+    first, second = hub.subscribe(CLIENT), hub.subscribe(CLIENT)
+    hub.unsubscribe(CLIENT, first)
+    assert hub.streams == {CLIENT: {second}}
+    hub.unsubscribe(CLIENT, second)
+    assert hub.streams == {}  # nothing kept for a page whose streams are closed
+    streams = [hub.subscribe(f"page{i:08d}") for i in range(MAX_STREAMS)]
+    assert None not in streams and hub.subscribe("onemorepage") is None
+
+
 # --- a real server ----------------------------------------------------------------------------------------
 
 class Server:
-    """`python -m unetsr.serve` in a subprocess on a free port, with its own TMPDIR."""
+    """`python -m unetsr.serve` (or `launcher`, a command that runs its main) in a subprocess on a free port,
+    with its own TMPDIR."""
 
-    def __init__(self, checkpoint: Path, tmp: Path) -> None:
+    def __init__(self, checkpoint: Path, tmp: Path, launcher: tuple[str, ...] = ("-m", "unetsr.serve")) -> None:
         self.tmp = tmp
         env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "unetsr.serve", "--port", "0", "--checkpoint",
+        self.proc = subprocess.Popen([sys.executable, *launcher, "--port", "0", "--checkpoint",
                                       str(checkpoint), *SERVER_FLAGS], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         lines: queue.Queue = queue.Queue()
@@ -194,9 +287,12 @@ class Server:
                                        {"Content-Type": "application/octet-stream"})
         return status, json.loads(body)
 
-    def follow(self, job_id: str) -> list[dict]:
-        """The job's snapshots from the event stream, until it is finished."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE_S)
+    def follow(self, job_id: str, conn: http.client.HTTPConnection | None = None,
+               until=lambda snap: snap["state"] in ("done", "failed")) -> list[dict]:
+        """The job's snapshots from the event stream, until one is finished (or satisfies `until`); on `conn`,
+        left open, when given."""
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE_S)
         snapshots: list[dict] = []
         try:
             conn.request("GET", f"/api/events?client={CLIENT}")
@@ -207,11 +303,16 @@ class Server:
                 line = response.fp.readline().decode()
                 if line.startswith("data: ") and (snap := json.loads(line[6:]))["id"] == job_id:
                     snapshots.append(snap)
-                    if snap["state"] in ("done", "failed"):
+                    if until(snap):
                         return snapshots
             raise AssertionError(f"job not finished in time: {snapshots[-1:]}")
         finally:
-            conn.close()
+            if own:
+                conn.close()
+
+    def connect(self) -> socket.socket:
+        """A raw connection to the server, for clients that misbehave."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE_S)
 
     def work_folders(self) -> list[Path]:
         return list(self.tmp.glob("unetsr-serve-*"))
@@ -342,6 +443,85 @@ def test_uploads_over_the_limit_empty_or_not_bytes_are_refused(server: Server) -
     assert all(JOB_FILE.match(p.name) for folder in server.work_folders() for p in folder.iterdir())
 
 
+@pytest.mark.parametrize("client", ["", "short", "x" * 65, "é" * 10, "a" * 5000])
+def test_event_streams_need_a_page_id(server: Server, client: str) -> None:
+    status, _, body = server.request("GET", f"/api/events?{urlencode({'client': client})}")
+    assert (status, json.loads(body)) == (400, {"error": "client: a page id of 8 to 64 letters and digits is needed"})
+
+
+def test_the_favicon_is_served_and_linked(server: Server) -> None:
+    status, headers, body = server.request("GET", "/favicon.ico")
+    assert (status, headers["Content-Type"]) == (200, "image/svg+xml") and body.startswith(b"<svg")
+    assert b'<link rel="icon" href="/favicon.ico"' in server.request("GET", "/")[2]
+
+
+def test_a_half_sent_header_or_a_stalled_upload_is_cut_off(server: Server) -> None:
+    with server.connect() as half:  # --client-timeout 2
+        half.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        start = time.monotonic()
+        assert half.recv(1024) == b""  # closed by the server, long before this socket's own time-out
+        assert 1 < time.monotonic() - start < 10
+    query = urlencode({"client": CLIENT, "name": "stalled.png"})
+    with server.connect() as stalled:
+        stalled.sendall(f"POST /api/jobs?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream"
+                        "\r\nContent-Length: 1000\r\n\r\n\x89PNG".encode())
+        time.sleep(0.5)
+        assert [p for folder in server.work_folders() for p in folder.glob("*.input")]  # being stored...
+        start = time.monotonic()
+        head, _, body = stalled.makefile("rb").read().partition(b"\r\n\r\n")  # until the server closes
+        assert time.monotonic() - start < 10 and head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body) == {"error": "stalled.png: the upload stalled or was too slow (under 100 KB/s, or 2 s "
+                                         "without a byte); try again"}
+    assert not [p for folder in server.work_folders() for p in folder.glob("*.input")]  # ...and removed
+
+
+def test_connections_beyond_the_cap_are_answered_503_at_once(server: Server) -> None:
+    idle = [server.connect() for _ in range(MAX_CONNECTIONS)]
+    try:
+        assert server.request("GET", "/api/info")[::2] == (503, b"Service Unavailable")
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + DEADLINE_S
+    while server.request("GET", "/api/info")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.request("GET", "/api/info")[0] == 200
+
+
+SLOW_TILE_SERVER = """
+import sys, torch
+from unetsr.web import queue
+def slow_tile(self, patch):  # keeps its worker inside torch for minutes, as a large tile on a slow CPU does
+    a = torch.rand(400, 400)
+    for _ in range(1_000_000):
+        a = torch.mm(a, a).clamp_(0, 1)
+queue.TrackedUpscaler._run_model = slow_tile
+from unetsr.serve import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_a_long_tile_stops_at_once_without_an_abort(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    srv = Server(tiny_checkpoint, tmp_path, launcher=("-c", SLOW_TILE_SERVER))
+    events = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=DEADLINE_S)
+    try:
+        status, job = srv.upload(save_photo(tmp_path / "photo.png").read_bytes(), "photo.png")
+        assert status == 201
+        srv.follow(job["id"], events, until=lambda snap: snap["state"] == "running" and snap["before"])
+        time.sleep(0.3)  # its first tile has begun; the event stream stays open
+        start = time.monotonic()
+        srv.proc.send_signal(signal.SIGINT)
+        code = srv.proc.wait(DEADLINE_S)
+        took = time.monotonic() - start
+    finally:
+        events.close()
+        srv.stop()
+    errors = srv.proc.stderr.read()
+    assert (code, "terminate called" in errors, "Traceback" in errors) == (0, False, False), errors
+    assert took < 4  # used to be 7 s: 2 s for the open event stream, 5 for the tile, then an abort (134)
+    assert srv.work_folders() == []
+
+
 # --- the page, in a real browser --------------------------------------------------------------------------
 
 def browser_or_skip():
@@ -441,33 +621,32 @@ def test_stopping_the_server_removes_its_files(server: Server) -> None:
 def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkeypatch, tmp_path: Path,
                                                                          photo_png: Path) -> None:
     from unetsr.inference import choice as models_module
-    from unetsr.web import queue as webjobs
 
     picked: list[str] = []
-    monkeypatch.setattr(webjobs, "choose", lambda path, scale: picked.append((Path(path).name, scale))
+    monkeypatch.setattr(webqueue, "choose", lambda path, scale: picked.append((Path(path).name, scale))
                         or models_module.Choice("x4" if scale >= 3 else "x2", "test"))
+    monkeypatch.setattr(webqueue, "installed", lambda: ["x2", "x4"])
     page_models = Models(device="cpu")
     loads: list[tuple[str, bool]] = []
 
-    class Loaded(webjobs.TrackedUpscaler):  # what was loaded, without loading anything
-        def __init__(self, path, ensemble):
-            self.path, self.ensemble = path.name if path else "default x2", ensemble
-            loads.append((self.path, ensemble))
+    class Loaded(webqueue.TrackedUpscaler):  # what was loaded, without loading anything
+        def __init__(self, name, ensemble):
+            self.name, self.ensemble = f"shipped {name} model", ensemble
+            loads.append((name, ensemble))
 
-    monkeypatch.setattr(webjobs.TrackedUpscaler, "from_checkpoint",
-                        classmethod(lambda cls, path, **kw: Loaded(path, kw["ensemble"])))
-    page_models.paths["x4"] = tmp_path / "unetsr_x4.pt"
+    monkeypatch.setattr(webqueue.TrackedUpscaler, "from_shipped",
+                        classmethod(lambda cls, name, **kw: Loaded(name, kw["ensemble"])))
 
     def get(*args):
         upscaler, used = page_models.get(*args)
-        return upscaler.path, upscaler.ensemble, used
+        return upscaler.name, upscaler.ensemble, used
 
-    assert get("auto", photo_png, 4.0) == ("unetsr_x4.pt", False, "shipped x4 model: test")
-    assert get("auto", photo_png, 2.0) == ("default x2", False, "shipped x2 model: test")
+    assert get("auto", photo_png, 4.0) == ("shipped x4 model", False, "shipped x4 model: test")
+    assert get("auto", photo_png, 2.0) == ("shipped x2 model", False, "shipped x2 model: test")
     assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]
-    assert get("x4") == ("unetsr_x4.pt", False, "shipped x4 model (chosen on the page)")
+    assert get("x4") == ("shipped x4 model", False, "shipped x4 model (chosen on the page)")
     assert picked == [("photo.png", 4.0), ("photo.png", 2.0)]  # a model named on the page is not re-chosen
-    assert get("auto", photo_png, 4.0, True) == ("unetsr_x4.pt", True, "shipped x4 model (x8 self-ensemble): test")
-    assert get("x4", None, 2.0, True) == ("unetsr_x4.pt", True, "shipped x4 model (x8 self-ensemble) (chosen on the page)")
-    assert loads == [("unetsr_x4.pt", False), ("default x2", False), ("unetsr_x4.pt", True)]  # each loaded once
+    assert get("auto", photo_png, 4.0, True) == ("shipped x4 model", True, "shipped x4 model (x8 self-ensemble): test")
+    assert get("x4", None, 2.0, True) == ("shipped x4 model", True, "shipped x4 model (x8 self-ensemble) (chosen on the page)")
+    assert loads == [("x4", False), ("x2", False), ("x4", True)]  # each loaded once
     assert "JPEG quality" in page_models.labels()["auto"]

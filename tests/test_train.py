@@ -36,7 +36,7 @@ TINY_FLAGS = ["--backbone", "random", "--widths", "8", "8", "8", "8", "8", "--bl
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     for i in range(4):
-        Image.fromarray((photo_like(72, 96, seed=i) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+        Image.fromarray((photo_like(196, 200, seed=i) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
     return folder
 
 
@@ -252,3 +252,132 @@ def test_two_process_torchrun_writes_one_checkpoint(photos: Path, tmp_path: Path
     assert sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
     assert load_checkpoint(out / "last.pt").train_state["step"] == 4
     assert [r["step"] for r in read_log(out) if "loss" in r] == []  # log_every 20 > 4 steps: nothing logged
+
+
+@pytest.mark.parametrize("train_values, message", [
+    ({"steps": -5}, "steps must be at least 1, got -5"),
+    ({"clip": -1}, "clip must be greater than 0, got -1"),
+    ({"lr": 1e12}, "lr must be greater than 0 and at most 1, got 1e+12"),
+    ({"batch": "2"}, "batch must be a whole number, got '2'"),
+    ({"val_every": 0}, "val_every must be at least 1, got 0"),
+    ({"crop": 0}, "crop must be at least 8 and at most 1024, got 0"),
+    ({"setps": 100}, "unknown setting 'setps'"),
+    ({"ema": 1.0}, "ema must be at least 0 and less than 1, got 1"),
+])
+def test_recipe_files_get_the_checks_the_flags_get(photos: Path, tmp_path: Path, train_values: dict, message: str,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "bad.json"
+    recipe.write_text(json.dumps({"model": {"backbone": "random"}, "train": train_values}))
+    assert main(["--recipe", str(recipe), "--data", str(photos), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises((ValueError, TypeError)):  # the library refuses the same values: one check for all
+        TrainConfig(data=(str(photos),), out="x", **{k: v for k, v in train_values.items() if k != "setps"},
+                    **({"setps": 1} if "setps" in train_values else {}))
+
+
+def test_a_library_caller_gets_the_backbones_loss_weights(photos: Path, tmp_path: Path) -> None:
+    """train(TrainConfig(...), ModelConfig(backbone="random")) trains with the random backbone's weights."""
+    summary = train(TrainConfig(data=(str(photos),), out=str(tmp_path), steps=1, batch=2, crop=32, workers=0,
+                                precision="fp32"), TINY)
+    saved = TrainConfig.from_dict(load_checkpoint(summary.last).train_state["train_config"])
+    assert (saved.w3, saved.w6, saved.w_l1, saved.lr) == tuple(BACKBONE_DEFAULTS["random"][k]
+                                                                for k in ("w3", "w6", "w_l1", "lr"))
+
+
+def test_training_stops_at_the_first_non_finite_loss(photos: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from unetsr.training.losses import PerceptualLoss
+
+    real = PerceptualLoss.forward
+    calls = []
+
+    def poisoned(self, pred, target):
+        calls.append(1)
+        total, terms = real(self, pred, target)
+        if len(calls) >= 4:
+            total = total * float("nan")
+            terms["total"] = float("nan")
+        return total, terms
+
+    monkeypatch.setattr(PerceptualLoss, "forward", poisoned)
+    with pytest.raises(UnetsrError, match="training diverged at step 4: the loss is nan; nothing was saved from it "
+                                          r"\(last.pt holds step 2\)"):
+        train(run_config(photos, tmp_path, 10, ckpt_every=2, val=()), TINY)
+    kept = load_checkpoint(tmp_path / "last.pt")  # loads: every weight finite
+    assert kept.train_state["step"] == 2 and not (tmp_path / "best.pt").exists()
+
+
+def test_one_run_at_a_time_per_folder_and_no_leftovers(photos: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "run"
+    train(run_config(photos, out, 4, val=()), TINY)
+    (out / ".last.pt.deadbeef.tmp").write_bytes(b"half a checkpoint from a kill -9")
+    with open(out / ".lock", "a") as held:  # another run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UnetsrError, match="in use by another training run"):
+            train(run_config(photos, out, 6, val=()), TINY, resume=True)
+    assert load_checkpoint(out / "last.pt").train_state["step"] == 4
+    train(run_config(photos, out, 6, val=()), TINY, resume=True)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_a_resumed_log_never_repeats_a_step(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(run_config(photos, out, 4, val=(), ckpt_every=2), TINY)
+    ckpt = load_checkpoint(out / "last.pt")
+    state = {**ckpt.train_state, "step": 2}  # as if killed after step 4's log line but with step 2 saved
+    save_checkpoint(out / "last.pt", ckpt.model, ckpt.meta, state)
+    with open(out / "log.jsonl", "a") as log:
+        log.write('{"step": 4, "loss"')  # a line cut short by the kill
+    train(run_config(photos, out, 6, val=(), ckpt_every=2), TINY, resume=True)
+    steps = [r["step"] for r in read_log(out)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_with_only_best_pt_says_what_to_do(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(run_config(photos, out, 2, val=()), TINY)
+    (out / "last.pt").unlink()
+    with pytest.raises(UnetsrError, match="has best.pt but no last.pt.*--init .*best.pt"):
+        train(run_config(photos, out, 4, val=()), TINY, resume=True)
+
+
+def test_the_terminal_shows_time_left_and_validation_beside_bicubic(photos: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    assert main(["--data", str(photos), "--val", str(photos), "--out", str(out), *TINY_FLAGS, "--steps", "26",
+                 "--val-every", "13", "--precision", "fp32", "--crop", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "steps/s; the remaining 1 steps take about" in err
+    rows = [r for r in read_log(out) if "val_psnr" in r]
+    bicubic = read_log(out)[0]["val_bicubic_psnr"]
+    assert f"step 13: val PSNR-Y {rows[0]['val_psnr']:.2f} dB" in err and f"(bicubic {bicubic:.2f} dB" in err
+    assert f"--check {photos}" in err and "VAL_PHOTOS" not in err  # the summary's commands run as printed
+    assert f"-o {out / 'photo_x2.png'}" in err
+
+
+def test_ctrl_c_saves_the_step_in_progress_and_resume_continues(photos: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    argv = ["--data", str(photos), "--out", str(out), *TINY_FLAGS, "--steps", "100000", "--ckpt-every", "100000",
+            "--log-every", "1", "--precision", "fp32"]
+    proc = subprocess.Popen([sys.executable, "-m", "unetsr.train", *argv], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ((out / "log.jsonl").exists() and
+                                                   len((out / "log.jsonl").read_text().splitlines()) >= 3):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    saved = load_checkpoint(out / "last.pt").train_state["step"]
+    assert saved >= 3 and max(r["step"] for r in read_log(out)) == saved  # nothing done after it was lost
+    assert f"stopped at step {saved}, saved to {out / 'last.pt'}; continue with: python -m unetsr.train" in err
+    assert err.rstrip().endswith("--resume") and "Traceback" not in err

@@ -12,6 +12,7 @@ from PIL import Image
 from unetsr.batch.one_file import ensure_folder, upscale_file
 from unetsr.batch.plan import Job, Source
 from unetsr.core.errors import ImageError
+from unetsr.imaging.metadata import is_unetsr_output
 from unetsr.inference.upscaler import Upscaler
 
 OPTIONS = dict(max_pixels=10**6, fmt=None, quality=95, overwrite=False, progress=False)
@@ -59,3 +60,16 @@ def test_folder_blocked_by_a_file(tmp_path: Path) -> None:
         ensure_folder(tmp_path / "f" / "sub")
     ensure_folder(tmp_path / "a" / "b")
     assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_the_output_is_marked_and_the_writers_notes_come_back(tiny_model, tmp_path: Path) -> None:
+    src = tmp_path / "described.png"
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 200_000  # ImageDescription: more than a JPEG segment holds
+    Image.fromarray((photo_like(16, 16) * 255).astype(np.uint8)).save(src, exif=exif)
+    dest = tmp_path / "described_x2.jpg"
+
+    _, _, notes = upscale_file(Upscaler(tiny_model, precision="fp32"), _job(src, dest), 2.0, **OPTIONS)
+
+    assert notes == ("the EXIF (200 KB) is more than a JPEG holds (64 KB): kept it without ImageDescription",)
+    assert is_unetsr_output(dest) and not is_unetsr_output(src)

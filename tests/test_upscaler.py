@@ -203,3 +203,72 @@ def test_ensemble_tiled_matches_untiled(tiny_model: UNetSR) -> None:
     tiled = Upscaler(tiny_model, ensemble=True, tile=32, tile_overlap=32).upscale_tensor(x)
     assert whole.shape == tiled.shape == (1, 3, 140, 180)
     assert (whole - tiled).abs().max().item() < 1 / 255
+
+
+class CountingUpscaler(Upscaler):
+    """An Upscaler that records the (height, width) of every patch handed to the model, and skips the model."""
+
+    def _run_model(self, patch: torch.Tensor) -> torch.Tensor:
+        self.patches.append(tuple(patch.shape[-2:]))
+        return torch.zeros(*patch.shape[:-2], patch.shape[-2] * self.scale, patch.shape[-1] * self.scale)
+
+
+def _tile_cost(model: UNetSR, h: int, w: int) -> tuple[int, int]:
+    """(model calls, pixels the model computes once each patch is padded to the stride) for one H×W pass."""
+    up = CountingUpscaler(model, device="cpu", tile=32, tile_overlap=8)
+    up.patches = []
+    assert up.upscale_array(photo_like(h, w)).shape[:2] == (2 * h, 2 * w)
+    s = model.config.stride
+    return len(up.patches), sum(-(-ph // s) * s * -(-pw // s) * s for ph, pw in up.patches)
+
+
+def test_thin_photos_cost_what_square_ones_of_the_same_area_do(tiny_model: UNetSR) -> None:
+    stride = tiny_model.config.stride
+    square_calls, square_pixels = _tile_cost(tiny_model, 128, 128)  # 16,384 pixels in 32-px tiles
+    thin_calls, thin_pixels = _tile_cost(tiny_model, stride, 16384 // stride)  # as many pixels, one stride tall
+    assert thin_calls <= square_calls and thin_pixels <= square_pixels  # squares for it: 4× the calls
+    _, row_pixels = _tile_cost(tiny_model, 1, 16384)  # padded to a stride, as the model needs...
+    assert row_pixels <= 1.2 * stride * 16384  # ...and no more: 32-px squares of it computed 1.5× that
+
+
+def test_band_tiles_of_a_thin_photo_match_the_untiled_result(tiny_model: UNetSR) -> None:
+    x = as_batch(photo_like(5, 300, seed=8))
+    whole = Upscaler(tiny_model, precision="fp32").upscale_tensor(x)
+    up = Upscaler(tiny_model, precision="fp32", tile=32, tile_overlap=32)
+    assert [box[3] - box[1] for box in up.tile_boxes(5, 300)] == [128, 128, 44]  # 32² px over 5 rows padded to 8
+    assert (whole - up.upscale_tensor(x)).abs().max().item() < 1 / 255
+
+
+def _palette_with_transparency() -> Image.Image:
+    image = Image.fromarray((photo_like(12, 16, seed=2) * 255).astype(np.uint8)).quantize(8)
+    image.info["transparency"] = 0  # palette entry 0 is see-through
+    assert 0 in np.asarray(image)
+    return image
+
+
+@pytest.mark.parametrize("kind, mode", [("I;16", "I;16"), ("P", "RGBA"), ("LA", "LA")])
+def test_the_pil_call_reads_an_image_as_read_image_reads_its_file(tiny_model: UNetSR, tmp_path, kind: str,
+                                                                   mode: str) -> None:
+    from unetsr.imaging.photos import read_image
+
+    grey = photo_like(12, 16, seed=1)[..., 0]
+    image = {"I;16": lambda: Image.fromarray((grey * 65535 + 0.5).astype(np.uint16)),
+             "P": _palette_with_transparency,
+             "LA": lambda: Image.fromarray((np.dstack([grey, 1 - grey]) * 255 + 0.5).astype(np.uint8), "LA")}[kind]()
+    up = Upscaler(tiny_model, device="cpu", precision="fp32")
+    out = up(image)
+    assert out.mode == mode and out.size == (32, 24)  # I;16 used to come back white RGB, P without its alpha
+    image.save(tmp_path / "same.png")
+    picture = read_image(tmp_path / "same.png")  # what infer reads from the file
+    colour = up.upscale_array(picture.rgb)
+    expected = colour.mean(axis=2, keepdims=True) if picture.grayscale else colour
+    if picture.alpha is not None:
+        expected = np.concatenate([expected, up.upscale_array(picture.alpha)[..., None]], axis=2)
+    got = np.asarray(out, dtype=np.float32).reshape(24, 32, -1) / (65535 if mode == "I;16" else 255)
+    assert got.shape == expected.shape and np.abs(got - np.clip(expected, 0, 1)).max() <= 0.51 / 255
+
+
+def test_the_ensemble_note_says_what_it_is(tiny_model: UNetSR) -> None:
+    assert Upscaler(tiny_model, device="cpu", ensemble=True).ensemble_note == " (x8 self-ensemble)"
+    assert Upscaler(tiny_model, device="cpu").ensemble_note == ""
+    assert not hasattr(Upscaler, "mode")  # a display label, not a mode: renamed

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise FileNotFoundError(f"no images in {' '.join(args.hr)}")
         scale = args.scale or upscaler.scale
-        lpips_fn, note = (None, "skipped (--no-lpips)") if args.no_lpips else lpips_metric()
+        lpips_fn, note = ((None, "LPIPS n/a: skipped (--no-lpips)") if args.no_lpips
+                          else lpips_metric(say=lambda text: print(f"{PROG}: {text}", file=sys.stderr, flush=True)))
         rows = evaluate(models, paths, scale, lpips_fn, progress=not args.quiet, on_error=skip, quality=quality,
                         kernel=args.lr_kernel)
     except (UnetsrError, OSError) as exc:
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     photos = f"{count} photo{'s' * (count != 1)}" + (f" ({len(skipped)} skipped)" if skipped else "")
     print(f"{photos}, x{scale}, LR by {lr_text}, border of {scale} px shaved, "
-          f"model in {upscaler.precision}{upscaler.mode} on {threads} CPU threads; "
+          f"model in {upscaler.precision}{upscaler.ensemble_note} on {threads} CPU threads; "
           f"{', '.join(f'{row}: {m.passes_for(scale)} pass(es)' for row, m in _rows(models).items())}",
           file=sys.stderr, flush=True)
     info = {"photos": count, "skipped": [str(p) for p in skipped], "scale": scale, "shave": scale,
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             "precision": upscaler.precision, "ensemble": args.ensemble, "checkpoint": args.checkpoint or "shipped",
             "lpips_note": note or None}
     print(format_table(rows, args.format, info), flush=True)
-    if note:  # after the table, as a footnote to its LPIPS column
-        print(f"LPIPS n/a: {note}", file=sys.stderr)
+    if note:  # after the table, once, as a footnote to its LPIPS column
+        print(f"{PROG}: {note}", file=sys.stderr)
     return 1 if skipped else 0
 
 

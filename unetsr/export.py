@@ -4,16 +4,18 @@ Drops the optimiser state, optionally stores the weights as float16 (half the si
 checks that the release model's outputs stay within a tolerance of the original's on real photos, so a
 smaller file never silently means a worse model. Prints the file's SHA-256, which a shipped model records.
 With a .onnx output (or --format onnx) it writes an ONNX model instead (unetsr.inference.onnx_export), checked
-against torch the same way.
+against torch the same way. Check photos too small to say anything are skipped, one `warning:` line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 from unetsr.cli import fail, float_in, prog_name
-from unetsr.core.errors import UnetsrError, first_line
+from unetsr.core.errors import UnetsrError, first_line, one_line
 from unetsr.inference.release import (  # light: torch only when called
     TOLERANCE,
     export_checkpoint,
@@ -23,8 +25,9 @@ from unetsr.inference.release import (  # light: torch only when called
 FORMATS = ("pt", "onnx")
 
 
-def output_format(out: str | Path, chosen: str | None) -> str:
-    """'onnx' or 'pt': `chosen` (--format) when given, else 'onnx' for a .onnx suffix (any case), else 'pt'."""
+def release_format(out: str | Path, chosen: str | None) -> str:
+    """The kind of release file: 'onnx' or 'pt' (not an image format): `chosen` (--format) when given, else
+    'onnx' for a .onnx suffix (any case), else 'pt'."""
     return chosen or ("onnx" if Path(out).suffix.lower() == ".onnx" else "pt")
 
 
@@ -52,13 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point: prints the SHA-256, size and output difference; 1 with one line on any failure."""
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{parser.prog}: warning: {one_line(first_line(message))}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show  # skipped check photos, and any library warning: one line each
+        return _export(args, parser)
+
+
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The export once the arguments are parsed."""
     try:
         meta = parse_meta(args.meta)
         from unetsr.training.data import find_images
 
         options = dict(meta=meta, check=find_images(args.check) if args.check else (),
                        tolerance=args.tolerance / 255, overwrite=args.overwrite)
-        if output_format(args.out, args.format) == "onnx":
+        if release_format(args.out, args.format) == "onnx":
             from unetsr.inference.onnx_export import export_onnx
 
             result = export_onnx(args.checkpoint, args.out, **options)

@@ -1,9 +1,11 @@
 """`python -m unetsr.infer`: upscale photos (files, folders or glob patterns) with a unetsr checkpoint.
 
 Each result is written beside its input as <stem>_x<S>.<ext>, or under -o. Alpha, grey, 16-bit depth, ICC
-profiles and EXIF are kept. A file that cannot be read or written is reported in one line and the others
-are still processed; the exit status is 1 if any file failed (a file whose output exists already is
-skipped, which is not a failure: a rerun exits 0).
+profiles and EXIF are kept, and a marker in its metadata says unetsr wrote it: folders and patterns pass
+over earlier outputs, whatever their name or scale. A file that cannot be read or written is reported in
+one line and the others are still processed; the exit status is 1 if any file failed (a file whose output
+exists already is skipped, which is not a failure: a rerun exits 0). --debug (or UNETSR_DEBUG=1) adds the
+traceback of each failure, for reporting a bug.
 
 Under torchrun (`torchrun --nproc_per_node N -m unetsr.infer FOLDER -o OUT`, or several machines with
 torchrun's rendezvous flags) the files are shared out among the processes, each file processed once,
@@ -12,8 +14,10 @@ each process on its own GPU or share of the CPU cores, with one summary at the e
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,7 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
                    default=DEFAULT_MAX_PIXELS / 1e6, metavar="N",
                    help=f"refuse inputs larger than N megapixels (default {DEFAULT_MAX_PIXELS / 1e6:g})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-file lines; only problems")
+    p.add_argument("--debug", action="store_true",
+                   help="print the traceback of each failure after its one line, for bug reports "
+                        "(also UNETSR_DEBUG=1)")
     return p
+
+
+def debug_from_environment() -> bool:
+    """Whether UNETSR_DEBUG asks for tracebacks (1, true, yes or on, any case)."""
+    return os.environ.get("UNETSR_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _label() -> str:
@@ -188,25 +200,39 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not args.quiet:
             _say(f"{label}: note: {text}")
 
-    rank = scaleout.from_environment()  # under torchrun: this process's share of the files
+    debug = args.debug or debug_from_environment()
+
+    def report(text: str) -> None:
+        """One line for a failure; with --debug, the traceback of the exception being handled after it."""
+        _say(text)
+        if debug:  # as Python prints it, over several lines: not escaped into one as messages are
+            tqdm.write(traceback.format_exc().rstrip(), file=sys.stderr)
+
     try:
-        device = scaleout.start(rank, args.device) if runtime == "torch" else args.device
-        models = load_models(args.checkpoint, device, args.half, args.precision, args.tile,
-                             args.tile_overlap, note, runtime, args.scale, args.model, args.ensemble)
+        rank = scaleout.from_environment()  # under torchrun: this process's share of the files
+        device = scaleout.start(rank, args.device)  # joins the process group for the torch and ONNX runtimes
+        models = load_models(args.checkpoint, device if runtime == "torch" else args.device, args.half,
+                             args.precision, args.tile, args.tile_overlap, note, runtime, args.scale, args.model,
+                             args.ensemble)
     except (UnetsrError, OSError, ValueError, RuntimeError) as exc:
-        _say(f"{label}: error: {_reason(exc)}")
+        report(f"{label}: error: {_reason(exc)}")
         return 1
 
     scale = args.scale or float(models.default.scale)
     suffix = output_suffix(scale, args.format)
-    sources, problems = collect_inputs(args.inputs, args.recursive, suffix)
+    found = collect_inputs(args.inputs, args.recursive)
     output = None if args.output is None else Path(args.output)
-    jobs = scaleout.shard(plan_jobs(sources, suffix, output, out_is_file, args.overwrite), rank)
-    problems = problems if rank.rank == 0 else []
+    jobs = scaleout.shard(plan_jobs(found.sources, suffix, output, out_is_file, args.overwrite), rank)
+    main_rank = rank.rank == 0  # what planning found is said, and counted, once
+    problems = found.problems if main_rank else []
+    own_outputs = len(found.own_outputs) if main_rank else 0
+    unsupported = sum(found.unsupported.values()) if main_rank else 0
 
     upscaled = skipped = 0
     for problem in problems:
         _say(f"{label}: failed {problem.name}: {problem.reason}")
+    for line in found.passed_over() if main_rank else []:
+        note(line)
     failed = len(problems)
     times = _times()
     progress = not args.quiet and sys.stderr.isatty()
@@ -227,7 +253,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                                        fmt=args.format, quality=args.quality,
                                                        overwrite=args.overwrite, progress=progress)
             except Exception as exc:  # one line, and the other files go on
-                _say(f"{label}: failed {name}: {_reason(exc)}")
+                report(f"{label}: failed {name}: {_reason(exc)}")
                 failed += 1
             else:
                 upscaled += 1
@@ -235,13 +261,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     _say(f"{label}: warning: {name}: {text}")
                 if not args.quiet:
                     _say(f"{name} -> {job.dest} ({w}{times}{h} -> {ow}{times}{oh}, {upscaler.name}"
-                         f"{upscaler.mode}{': ' + why if why else ''}, "
+                         f"{upscaler.ensemble_note}{': ' + why if why else ''}, "
                          f"{time.perf_counter() - start:.1f} s)", sys.stdout)
             bar.update()
 
-    upscaled, failed, skipped = scaleout.total(rank, (upscaled, failed, skipped))
-    if rank.rank == 0 and (not args.quiet or failed or skipped):
-        _say(f"{label}: upscaled {upscaled}, failed {failed}, skipped {skipped}")
+    counts = scaleout.total(rank, (upscaled, failed, skipped, own_outputs, unsupported))
+    upscaled, failed, skipped, own_outputs, unsupported = counts
+    skipped += own_outputs + unsupported
+    if main_rank and (not args.quiet or failed or skipped):
+        passed = [f"{n} {what}{'s' * (n != 1)}" for n, what in ((own_outputs, "earlier unetsr output"),
+                                                              (unsupported, "unsupported file")) if n]
+        _say(f"{label}: upscaled {upscaled}, failed {failed}, skipped {skipped}"
+             + (f" ({', '.join(passed)})" if passed else ""))
     return 1 if failed else 0
 
 

@@ -6,28 +6,26 @@ Runs as is on a CPU (bf16 where the CPU has it), with mixed precision on CUDA, a
 from __future__ import annotations
 
 import argparse
-import os
+import shlex
 import sys
 from dataclasses import fields
+from pathlib import Path
 
-from unetsr.cli import fail, float_in, int_in, positive_int, prog_name
+from unetsr.cli import fail, int_in, one_line, prog_name
+from unetsr.core.precision import PRECISIONS
 from unetsr.model.config import ENCODER_DEPTHS, ModelConfig
 from unetsr.training.degradations import PRESETS
 from unetsr.training.recipes import (
     BACKBONE_DEFAULTS,
     DOWNSCALE_MODES,
+    RANGES,
+    Range,
     TrainConfig,
+    backbone_defaults,
     load_recipe,
     recipe_names,
 )
 
-_RANGES = {"steps": positive_int, "batch": positive_int, "crop": int_in(8, 1024), "min_crop": int_in(0),
-           "max_crop": int_in(0), "photo_downscale": float_in(1.0, 16.0), "lr": float_in(0, 1, inclusive=False),
-           "weight_decay": float_in(0.0, 1.0), "warmup": int_in(0), "clip": float_in(0, inclusive=False),
-           "ema": float_in(0.0, 1.0, inclusive=False),
-           "w3": float_in(0.0), "w6": float_in(0.0), "w_l1": float_in(0.0), "seed": int_in(0),
-           "workers": int_in(0, 64), "val_every": positive_int, "ckpt_every": positive_int,
-           "log_every": positive_int, "val_quality": int_in(0, 100)}
 _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0: --crop; never smaller)",
          "max_crop": "largest HR crop side (0: the photo's short side)",
          "photo_downscale": "shrink each photo by this factor before cropping",
@@ -41,6 +39,22 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "up_blocks", "backbone",
                "backbone_seed")
+
+
+def argparse_type(limits: Range):
+    """An argparse type that reads a number and checks it with the same Range as TrainConfig does."""
+    def parse(text: str) -> int | float:
+        try:
+            value = int(text) if limits.kind is int else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a {'whole number' if limits.kind is int else 'number'}: {one_line(text)!r}") from None
+        try:
+            return limits.check("it", value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {limits.describe()}, got {one_line(text)[:40]}") from None
+    parse.__name__ = "whole number" if limits.kind is int else "number"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,16 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag, default = "--" + f.name.replace("_", "-"), getattr(d, f.name)
         extra = _HELP.get(f.name, "")
-        if isinstance(default, bool):
-            p.add_argument(flag, action="store_const", const=True, help=f"{extra} (off by default)")
-        elif f.name == "degrade":
+        if f.name == "degrade":
             p.add_argument(flag, choices=tuple(PRESETS), help=f"{extra} (default {default})")
         elif f.name == "downscalers":
             p.add_argument(flag, nargs="+", choices=DOWNSCALE_MODES, help=f"{extra} (default {' '.join(default)})")
         elif f.name == "precision":
-            p.add_argument(flag, choices=("auto", "bf16", "fp16", "fp32"), help=f"{extra} (default {default})")
+            p.add_argument(flag, choices=PRECISIONS, help=f"{extra} (default {default})")
+        elif f.name in RANGES:
+            shown = "the backbone's" if default is None else default
+            p.add_argument(flag, type=argparse_type(RANGES[f.name]), help=f"{extra} (default {shown})".strip())
         else:
-            p.add_argument(flag, type=_RANGES.get(f.name, str), help=f"{extra} (default {default})".strip())
+            p.add_argument(flag, help=f"{extra} (default {default!r})".strip())
     return p
 
 
@@ -90,12 +105,12 @@ def parse_args(argv: list[str] | None) -> tuple[TrainConfig, ModelConfig, bool, 
     recipe = load_recipe(recipe_name) if recipe_name else {"model": {}, "train": {}}
     model_given = {k: given.pop(k) for k in _MODEL_FLAGS if k in given}
     model_cfg = ModelConfig.from_dict({**recipe["model"], **model_given})
-    train_values = {**BACKBONE_DEFAULTS.get(model_cfg.backbone, {}), **recipe["train"], **given}
+    train_values = {**backbone_defaults(model_cfg.backbone), **recipe["train"], **given}
     if not train_values.get("data"):
         raise ValueError("--data is required: the folder(s) of training photos")
     for key in ("data", "val"):
         train_values[key] = tuple(train_values.get(key, ()))
-    cfg = TrainConfig.from_dict({**train_values, "recipe": recipe_name or ""})
+    cfg = TrainConfig.from_recipe({**train_values, "recipe": recipe_name or ""}, f"recipe {recipe_name}")
     names = set(given) | {f"model.{k}" for k in model_given}
     return cfg, model_cfg, resume, frozenset(names)
 
@@ -107,22 +122,29 @@ def main(argv: list[str] | None = None) -> int:
         cfg, model_cfg, resume, given = parse_args(argv)
     except ValueError as exc:
         return fail(prog, exc, 2)
+    from unetsr.core import torchrun
     from unetsr.core.errors import UnetsrError  # noqa: PLC0415 - heavy imports only after parsing
     from unetsr.training.loop import train
+    from unetsr.training.progress import Interrupted
 
+    again = f"{prog} {' '.join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}"
+    again += "" if resume else " --resume"
     try:
         summary = train(cfg, model_cfg, resume, given)
     except (UnetsrError, FileNotFoundError, ValueError) as exc:
         return fail(prog, exc)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; continue with --resume", file=sys.stderr)
+    except Interrupted as stop:
+        print(f"{prog}: stopped at step {stop.step}, saved to {stop.last}; continue with: {again}", file=sys.stderr)
         return 130
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(summary_text(summary), file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; continue from the last checkpoint with: {again}", file=sys.stderr)
+        return 130
+    if torchrun.from_environment().rank == 0:
+        print(summary_text(summary, cfg), file=sys.stderr)
     return 0
 
 
-def summary_text(s) -> str:
+def summary_text(s, cfg: TrainConfig) -> str:
     """The closing block of a run: how it did against bicubic, how long it took, what to run next."""
     lines = ["", "unetsr.train: done", f"  steps        {s.steps}",
              f"  wall time    {s.train_seconds / 60:.1f} min  ({s.img_s:.1f} img/s at the end)"]
@@ -133,9 +155,16 @@ def summary_text(s) -> str:
             lines.append(f"  bicubic      PSNR-Y {s.val['bicubic_psnr']:.2f} dB, SSIM-Y {s.val['bicubic_ssim']:.4f}"
                          f"  ->  {gain:+.2f} dB {'better' if gain > 0 else 'WORSE: train longer'}")
     lines += [f"  checkpoints  {s.best} (best), {s.last} (last, with optimiser state)",
-              f"  next         python -m unetsr.export {s.best} model.pt --check VAL_PHOTOS",
-              "               python -m unetsr.infer photo.jpg --checkpoint model.pt"]
+              f"  next         {export_command(s.best, cfg)}",
+              f"               python -m unetsr.infer photo.jpg --checkpoint {s.best.parent / 'model.pt'} "
+              f"-o {s.best.parent / f'photo_x{s.scale}.png'}"]
     return "\n".join(lines)
+
+
+def export_command(best: Path, cfg: TrainConfig) -> str:
+    """The export command to run next, checked on the run's own validation photos when it had some."""
+    check = f" --check {' '.join(shlex.quote(v) for v in cfg.val)}" if cfg.val else ""
+    return f"python -m unetsr.export {shlex.quote(str(best))} {shlex.quote(str(best.parent / 'model.pt'))}{check}"
 
 
 if __name__ == "__main__":

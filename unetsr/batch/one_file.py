@@ -35,7 +35,8 @@ def ensure_folder(folder: Path) -> None:
 
 def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int, fmt: str | None, quality: int,
                  overwrite: bool, progress: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[str, ...]]:
-    """Read, upscale and write one image; returns its (width, height) before and after, and the reader's notes."""
+    """Read, upscale and write one image (marked as unetsr's output); returns its (width, height) before and
+    after, and the notes of the reader and the writer (metadata the output format could not hold, ...)."""
     picture = read_image(job.source.path, max_pixels=max_pixels)
     h, w = picture.rgb.shape[:2]
     intermediate = getattr(upscaler, "intermediate_size", None)
@@ -48,7 +49,8 @@ def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int,
         both = upscaler.upscale_array(np.concatenate([picture.rgb, picture.alpha[..., None]], axis=2),
                                       scale, progress=progress)
         rgb, alpha = both[..., :3], np.ascontiguousarray(both[..., 3])
+    written: list[str] = []
     write_image(job.dest, replace(picture, rgb=rgb, alpha=alpha), format=fmt, quality=quality,
-                overwrite=overwrite, source=job.source.path)
+                overwrite=overwrite, source=job.source.path, notes=written)
     oh, ow = rgb.shape[:2]
-    return (w, h), (ow, oh), picture.notes
+    return (w, h), (ow, oh), (*picture.notes, *written)

@@ -1,7 +1,9 @@
 """What `infer` will do, decided before any pixel is touched: the input files, their output paths, and the
 refusals (outputs that would replace an input or each other, outputs too large to compute).
 
-Pure planning on plain values, no torch: `infer` and the web page are thin fronts over these functions.
+Pure planning on plain values, no torch: `infer` and the web page are thin fronts over these functions. The
+only files opened are the candidates of a folder scan or a glob, for their metadata alone: earlier unetsr
+outputs carry a marker (imaging.metadata) and are passed over, whatever their name, scale or format.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ import argparse
 import glob
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unetsr.core.errors import one_line
 from unetsr.imaging.formats import (
     OUTPUT_FORMATS,
+    UNSUPPORTED_SUFFIXES,
     format_name,
     format_of_suffix,
     is_image_path,
+    unsupported_reason,
 )
+from unetsr.imaging.metadata import is_unetsr_output
 from unetsr.imaging.photos import file_problem
 
 MAX_OUTPUT_MEGAPIXELS = 400  # ~5 GB of float32 output; beyond that a run would exhaust a laptop's memory
@@ -53,6 +59,27 @@ class Problem:
     reason: str
 
 
+@dataclass
+class Inputs:
+    """What the INPUT arguments hold: the sources to upscale, the arguments or files that give nothing
+    (failures), and what was passed over in folders and patterns (not failures): earlier unetsr outputs,
+    and files of formats unetsr cannot read, counted by suffix."""
+
+    sources: list[Source] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    own_outputs: list[Path] = field(default_factory=list)
+    unsupported: Counter[str] = field(default_factory=Counter)
+
+    def passed_over(self) -> list[str]:
+        """One line for each kind of file passed over: 'passed over 3 .heic files: HEIC is not supported; ...'."""
+        lines = []
+        if n := len(self.own_outputs):
+            lines.append(f"passed over {n} earlier unetsr output{'s' * (n != 1)} (name a file to upscale it again)")
+        for suffix, n in sorted(self.unsupported.items()):
+            lines.append(f"passed over {n} {suffix} file{'s' * (n != 1)}: {unsupported_reason(suffix)}")
+        return lines
+
+
 @dataclass(frozen=True)
 class Job:
     """One source and its output. `refusal`: why it must not be done (a failure); `skip`: why it need not be
@@ -75,12 +102,6 @@ def output_suffix(scale: float, fmt: str | None) -> str:
     return f"_x{format_scale(scale)}{ext}"
 
 
-def is_own_output(path: str | Path, suffix: str) -> bool:
-    """Whether a file looks like one of our outputs for this suffix (skipped when scanning folders)."""
-    name = Path(path).name.lower()
-    return name.endswith(suffix.lower()) and len(name) > len(suffix)
-
-
 def has_glob(text: str) -> bool:
     """Whether an argument holds glob wildcards (* ? [)."""
     return any(c in _GLOB_CHARS for c in text)
@@ -96,6 +117,21 @@ def glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def mirrored(path: Path, root: Path) -> Path:
+    """Where `path` sits under `root`, to be mirrored under an output folder: a plain relative path that can
+    never climb out of it (`..` resolved by name; a path that leaves `root` is kept by its file name alone)."""
+    try:
+        rel = Path(os.path.relpath(os.path.normpath(path), os.path.normpath(root)))
+    except ValueError:  # another drive (Windows)
+        return Path(path.name)
+    return rel if _stays_inside(rel) else Path(path.name)
+
+
+def _stays_inside(rel: Path) -> bool:
+    """Whether a relative path, joined to a folder, stays inside it (no root, no `..`, not the folder itself)."""
+    return not rel.is_absolute() and not rel.anchor and ".." not in rel.parts and rel.name not in ("", ".")
+
+
 def spelling_key(path: str | Path) -> str:
     """A path as an absolute, normalised name: two names for one file (a link) stay two inputs."""
     return os.path.normcase(os.path.abspath(path))
@@ -106,66 +142,83 @@ def file_key(path: str | Path) -> str:
     return os.path.normcase(str(Path(path).resolve()))
 
 
-def _scan_folder(folder: Path, recursive: bool, own_suffix: str) -> tuple[list[Path], int]:
-    """Image-named entries of a folder (and its subfolders if `recursive`), sorted; hidden files and our own
-    outputs left out. Also returns how many own outputs were passed over."""
-    found, outputs = [], 0
+def _scan_folder(folder: Path, recursive: bool) -> tuple[list[Path], Counter[str]]:
+    """Image-named entries of a folder (and its subfolders if `recursive`), sorted, hidden files left out;
+    and how many files of each unsupported suffix (.heic, ...) were passed over."""
+    found, unsupported = [], Counter()
     for top, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
         for name in sorted(files):
-            if name.startswith(".") or not is_image_path(name):
+            if name.startswith("."):
                 continue
-            if is_own_output(name, own_suffix):
-                outputs += 1
-                continue
-            found.append(Path(top) / name)
-    return found, outputs
+            if is_image_path(name):
+                found.append(Path(top) / name)
+            elif (suffix := Path(name).suffix.lower()) in UNSUPPORTED_SUFFIXES:
+                unsupported[suffix] += 1
+    return found, unsupported
 
 
-def collect_inputs(args: Sequence[str], recursive: bool, own_suffix: str) -> tuple[list[Source], list[Problem]]:
+def _nothing_found(what: str, own_outputs: int, unsupported: Counter[str]) -> str:
+    """Why a folder or a pattern gives nothing to upscale, naming what it holds instead."""
+    held = [f"{n} earlier unetsr output{'s' * (n != 1)}" for n in [own_outputs] if n]
+    held += [f"{n} {suffix} file{'s' * (n != 1)} ({unsupported_reason(suffix)})"
+             for suffix, n in sorted(unsupported.items())]
+    return f"no image files to upscale {what}" + (f": only {', '.join(held)}" if held else "")
+
+
+def collect_inputs(args: Sequence[str], recursive: bool) -> Inputs:
     """Expand files, folders and glob patterns into distinct input images, in order, plus what gave none
     (missing files, empty folders, patterns that match nothing, FIFOs and devices, which are never opened).
 
-    Only identical paths are merged: a file and a link to it are two inputs with two outputs."""
-    sources: list[Source] = []
-    problems: list[Problem] = []
+    Files found in folders and through patterns that carry unetsr's output marker are passed over (a rerun
+    never upscales earlier outputs), as are unsupported formats (.heic, ...); a file named directly is
+    always taken. Only identical paths are merged: a file and a link to it are two inputs with two outputs."""
+    found = Inputs()
     seen: set[str] = set()
 
-    def add(path: Path, rel: Path) -> None:
+    def add(path: Path, rel: Path, scanned: bool) -> bool:
+        """Take `path` as a source unless seen or refused; False when it is an earlier output passed over."""
         if (key := spelling_key(path)) in seen:
-            return
+            return True
         seen.add(key)
         if (problem := file_problem(path)) is not None:
-            problems.append(Problem(str(path), problem))
+            found.problems.append(Problem(str(path), problem))
+        elif scanned and is_unetsr_output(path):
+            found.own_outputs.append(path)
+            return False
         else:
-            sources.append(Source(path, rel))
+            found.sources.append(Source(path, rel))
+        return True
+
+    def add_all(arg: str, candidates: list[tuple[Path, Path]], unsupported: Counter[str], what: str) -> None:
+        """The images a folder or a pattern yields; when none is taken, one problem that says what it held
+        (its earlier outputs and unsupported files are then told there, not counted again)."""
+        outputs_before = len(found.own_outputs)
+        taken = [add(file, rel, scanned=True) for file, rel in candidates]  # every one, not up to the first
+        if any(taken):
+            found.unsupported.update(unsupported)
+            return
+        outputs = len(found.own_outputs) - outputs_before
+        del found.own_outputs[outputs_before:]
+        found.problems.append(Problem(arg, _nothing_found(what, outputs, unsupported)))
 
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            files, outputs = _scan_folder(path, recursive, own_suffix)
-            if not files:
-                extra = f" (besides {outputs} earlier output{'s' * (outputs != 1)})" if outputs else ""
-                sub = " or its subfolders" if recursive else ""
-                problems.append(Problem(arg, f"no image files in this folder{sub}{extra}"))
-            for file in files:
-                add(file, file.relative_to(path))
+            files, unsupported = _scan_folder(path, recursive)
+            where = "in this folder" + (" or its subfolders" if recursive else "")
+            add_all(arg, [(file, file.relative_to(path)) for file in files], unsupported, where)
         elif os.path.lexists(path):
-            add(path, Path(path.name))
+            add(path, Path(path.name), scanned=False)
         elif has_glob(arg):
             root = glob_root(arg)
-            matches = sorted(m for m in glob.glob(arg, recursive=True) if is_image_path(m) and not os.path.isdir(m))
-            if not matches:
-                problems.append(Problem(arg, "no image files match this pattern"))
-            for match in map(Path, matches):
-                try:
-                    rel = match.relative_to(root)
-                except ValueError:
-                    rel = Path(match.name)
-                add(match, rel)
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True)) if not os.path.isdir(m)]
+            unsupported = Counter(s for m in matches if (s := m.suffix.lower()) in UNSUPPORTED_SUFFIXES)
+            add_all(arg, [(m, mirrored(m, root)) for m in matches if is_image_path(m)], unsupported,
+                    "that match this pattern")
         else:
-            problems.append(Problem(arg, "no such file or folder"))
-    return sources, problems
+            found.problems.append(Problem(arg, "no such file or folder"))
+    return found
 
 
 def output_is_file(output: str, inputs: Sequence[str]) -> bool:
@@ -196,7 +249,8 @@ def output_path(source: Source, suffix: str, output: Path | None = None, output_
         return source.path.with_name(source.path.stem + suffix)
     if output_is_a_file:
         return output
-    return output / source.rel.parent / (source.rel.stem + suffix)
+    rel = source.rel if _stays_inside(source.rel) else Path(source.path.name)  # never outside `output`
+    return output / rel.parent / (rel.stem + suffix)
 
 
 def plan_jobs(sources: Sequence[Source], suffix: str, output: Path | None = None, output_is_a_file: bool = False,

@@ -4,37 +4,19 @@
 job list and takes every N-th job from its rank on (each file processed once), on its own GPU
 (LOCAL_RANK) or its share of the CPU threads. The per-rank counts are summed over gloo at the end, so
 rank 0 prints one summary and every rank exits with the same status. Outside torchrun nothing changes.
+The environment is read by the one strict parser, `unetsr.core.torchrun` (re-exported here): a malformed one
+is an error, never one process doing everything.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
+from unetsr.core.torchrun import Rank, TorchrunError, from_environment  # noqa: F401 - the one parser, used from here
+
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Rank:
-    """This process's place among torchrun's workers: (0, 1, 0, 1) when run on its own."""
-
-    rank: int = 0
-    world: int = 1
-    local: int = 0
-    local_world: int = 1
-
-
-def from_environment() -> Rank:
-    """The Rank torchrun's environment variables describe (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE)."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = Rank(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")),
-                    int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
-    except ValueError:
-        return Rank()
-    return rank if 0 <= rank.rank < rank.world and 0 <= rank.local < rank.local_world else Rank()
 
 
 def shard(items: Sequence[T], rank: Rank) -> list[T]:
@@ -43,7 +25,8 @@ def shard(items: Sequence[T], rank: Rank) -> list[T]:
 
 
 def start(rank: Rank, device: str) -> str:
-    """Join the gloo process group when there are several ranks; the device name this rank should use.
+    """Join the gloo process group when there are several ranks (whatever runs the model, torch or ONNX:
+    `total` needs the group); the device name this rank should use.
 
     With CUDA each rank takes GPU LOCAL_RANK; on the CPU each takes an equal share of the cores.
     """
@@ -66,6 +49,8 @@ def total(rank: Rank, counts: Sequence[int]) -> list[int]:
     import torch
     import torch.distributed as dist
 
+    if not dist.is_initialized():  # a caller that skipped `start` would die here on every rank
+        raise RuntimeError("sharding.total needs the process group that sharding.start joins")
     summed = torch.tensor(list(counts), dtype=torch.int64)
     dist.all_reduce(summed)
     dist.destroy_process_group()

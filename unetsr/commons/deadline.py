@@ -3,13 +3,16 @@
 A per-read timeout does not stop a server that sends a byte every few seconds. `Deadline` does: the
 connections of a session made by `watch_deadlines` hand their socket to the thread's current
 Deadline just before they wait for an answer, and when the time is up a timer shuts that socket down,
-so the blocked read returns at once and the caller sees `expired`.
+so the blocked read returns at once and the caller sees `expired`. A large file earns more time only by
+arriving: `min_rate` adds a second for every `min_rate` bytes received, so a body dripped a byte a
+second is cut at `seconds`, while one arriving at `min_rate` or faster is never cut.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 import requests
@@ -21,26 +24,43 @@ _current = threading.local()
 
 
 class Deadline:
-    """Shuts down the socket of this thread's request once `seconds` have passed, so no read can outlast it."""
+    """Shuts down the socket of this thread's request once it has run `seconds`, plus one second for every
+    `min_rate` bytes `got` (0: no extension), so no read can outlast it."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, min_rate: float = 0.0) -> None:
         self.seconds = seconds
+        self.min_rate = min_rate
+        self.received = 0
         self.expired = False
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._start = 0.0
+        self._done = False
+        self._timer: threading.Timer | None = None
 
     def __enter__(self) -> "Deadline":
         _current.deadline = self
-        self._timer.start()
+        self._start = time.monotonic()
+        with self._lock:
+            self._arm(self.seconds)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        _current.deadline = None
         with self._lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
             self._sock = None
+        _current.deadline = None
+
+    def allowed(self) -> float:
+        """The seconds this request may run so far: `seconds`, plus what the bytes received have earned."""
+        return self.seconds + (self.received / self.min_rate if self.min_rate > 0 else 0.0)
+
+    def got(self, nbytes: int) -> None:
+        """Count `nbytes` more of the body as received (each earns 1/min_rate seconds)."""
+        with self._lock:
+            self.received += nbytes
 
     def watch(self, sock: socket.socket | None) -> None:
         """Called by the connection just before it waits for the answer: this is the socket to cut."""
@@ -49,8 +69,20 @@ class Deadline:
             if self.expired:
                 _shut(sock)
 
+    def _arm(self, delay: float) -> None:
+        """Start the timer that checks the deadline again in `delay` seconds (the lock is held)."""
+        self._timer = threading.Timer(delay, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
     def _expire(self) -> None:
         with self._lock:
+            if self._done:
+                return
+            left = self.allowed() - (time.monotonic() - self._start)
+            if left > 0:  # the body has earned more time since the timer was set
+                self._arm(left)
+                return
             self.expired = True
             _shut(self._sock)
 

@@ -170,8 +170,8 @@ class _Downloader:
                     nbytes += len(chunk)
                 return nbytes
 
-            nbytes = fetch(session, url, save, limit=limit, seconds=self.limits.file_seconds(limit),
-                           retry=self.retry, sleep=self._sleep)
+            nbytes = fetch(session, url, save, limit=limit, seconds=self.limits.seconds,
+                           min_rate=self.limits.min_rate, retry=self.retry, sleep=self._sleep)
             out.flush()
             os.fsync(out.fileno())
             if whole:

@@ -1,7 +1,8 @@
 """A polite HTTP client that no server can stretch: retries with backoff, a deadline and a size cap on every body.
 
-Each request has a per-read timeout *and* an overall deadline (`unetsr.commons.deadline`), so even a reply
-dripped one byte a second ends on time. Bodies are decoded here, in
+Each request has a per-read timeout *and* an overall deadline (`unetsr.commons.deadline`) that covers the
+body too, so even a reply dripped one byte a second ends on time: a file earns more time than an API
+reply only by arriving at `Limits.min_rate` or faster. Bodies are decoded here, in
 chunks (gzip included), and cut off at a byte limit, so a gzip bomb or an endless stream is never held
 whole, in memory or on disk. Every problem becomes a one-line `DownloadError`.
 """
@@ -53,14 +54,10 @@ class RetryPolicy:
 class Limits:
     """How long one request may take and how large a body may grow, whatever the server sends."""
 
-    seconds: float = 120.0  # deadline of one API request, and the base of a file's
-    min_rate: float = 50_000.0  # bytes per second a file download must average on top of that
+    seconds: float = 120.0  # deadline of one request, headers and body together
+    min_rate: float = 50_000.0  # a file download earns one second more for every min_rate bytes it receives
     api_bytes: int = 32 << 20  # decoded size of one API reply (Commons sends a few hundred kB)
     file_margin: int = 1 << 20  # bytes a file may exceed the size it was listed with
-
-    def file_seconds(self, limit: int) -> float:
-        """The deadline of a file download of at most `limit` bytes."""
-        return self.seconds + limit / self.min_rate
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -117,11 +114,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def body_chunks(response: requests.Response, limit: int, url: str = "") -> Iterator[bytes]:
+def body_chunks(response: requests.Response, limit: int, url: str = "",
+                on_raw: Callable[[int], Any] | None = None) -> Iterator[bytes]:
     """The decoded body in chunks of at most CHUNK bytes; DownloadError once it passes `limit` bytes.
 
     Decoding happens here, a bounded step at a time, so a small gzip reply that inflates to gigabytes
-    is stopped at the limit rather than inflated whole. `url` names the body in messages.
+    is stopped at the limit rather than inflated whole. `url` names the body in messages; `on_raw` is
+    told the size of every piece read from the connection (a Deadline's `got`).
     """
     url = url or response.url
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
@@ -134,6 +133,8 @@ def body_chunks(response: requests.Response, limit: int, url: str = "") -> Itera
     total = 0
     try:
         for raw in response.raw.stream(CHUNK, decode_content=False):
+            if on_raw is not None:
+                on_raw(len(raw))
             for piece in [raw] if inflate is None else _inflated(inflate, raw):
                 total += len(piece)
                 if total > limit:
@@ -163,25 +164,29 @@ def fetch(
     *,
     limit: int,
     seconds: float,
+    min_rate: float = 0.0,
     params: dict[str, Any] | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     sleep: Callable[[float], Any] = time.sleep,
 ) -> T:
     """GET `url` and return `consume(response, chunks)`, the chunks being its body cut off at `limit` bytes.
 
-    Each try must end within `seconds`. Timeouts, connection errors (before or during the body), 5xx
+    Each try must end within `seconds`, plus one second for every `min_rate` bytes of body received (0:
+    none), so a slow drip is cut at `seconds` while a large file that keeps arriving is not. Timeouts, connection errors (before or during the body), 5xx
     and 429 are retried with backoff (Retry-After honoured); other 4xx, a body over the limit and a
     missed deadline fail at once. `consume` is called once per try that gets a 2xx answer.
     """
     for attempt in range(retry.retries + 1):
         failure: Exception | None = None
-        with Deadline(seconds) as deadline:
+        with Deadline(seconds, min_rate) as deadline:
             try:
-                result = _get_once(session, url, consume, limit, params)
+                result = _get_once(session, url, consume, limit, params, deadline)
             except (_Retryable, DownloadError) as exc:
                 failure = exc
         if deadline.expired:  # checked even on success: a cut connection can look like a body that just ended
-            raise DownloadError(f"{url} took longer than {seconds:.3g} s; the server is too slow or stalled")
+            earned = f" ({deadline.received:,} bytes received, under {min_rate:,.0f} bytes/s)" if min_rate > 0 else ""
+            raise DownloadError(f"{url} took longer than {deadline.allowed():.3g} s{earned}; "
+                                "the server is too slow or stalled")
         if failure is None:
             return result
         if isinstance(failure, DownloadError):
@@ -198,6 +203,7 @@ def _get_once(
     consume: Callable[[requests.Response, Iterator[bytes]], T],
     limit: int,
     params: dict[str, Any] | None,
+    deadline: Deadline | None = None,
 ) -> T:
     """One try of `fetch`: raises _Retryable for what another try may cure, DownloadError for the rest."""
     try:
@@ -212,4 +218,4 @@ def _get_once(
             raise _Retryable(f"HTTP {status} {response.reason} from {url}", response.headers.get("Retry-After"))
         if status >= 400:
             raise DownloadError(f"HTTP {status} {response.reason} from {url}")
-        return consume(response, body_chunks(response, limit, url))
+        return consume(response, body_chunks(response, limit, url, None if deadline is None else deadline.got))

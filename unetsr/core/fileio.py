@@ -78,17 +78,26 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
 
 
 def _install_sigterm_handler() -> None:
-    """On SIGTERM, remove pending temporary files, then end as SIGTERM would (in the main thread only)."""
+    """On SIGTERM, remove pending temporary files, then hand the signal on to the handler installed before
+    ours (or end as SIGTERM would); installed once, from the main thread only."""
     global _previous_sigterm
     if _previous_sigterm is not None or threading.current_thread() is not threading.main_thread():
         return
     _previous_sigterm = signal.getsignal(signal.SIGTERM)
+    if _previous_sigterm == signal.SIG_IGN:  # the process is not to end on SIGTERM: nothing to clean up then
+        return
+
+    previous = _previous_sigterm
 
     def on_sigterm(signum: int, frame: object) -> None:
+        """Remove pending temporary files, then do what was there before: its handler, nothing, or exit."""
         with _LOCK:
             for temporary in list(_PENDING):
                 temporary.unlink(missing_ok=True)
-        raise SystemExit(128 + signum)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
 
     try:
         signal.signal(signal.SIGTERM, on_sigterm)

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import functools
 from contextlib import nullcontext
-from typing import ContextManager
+from typing import TYPE_CHECKING, ContextManager
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so the names below cost nothing to import (--help)
+    import torch
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+"""Every number format a run can ask for; `auto` picks one for the device (`resolve_precision`)."""
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16), as torch or /proc/cpuinfo says."""
+    import torch
+
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is not None:
         found = capabilities()
@@ -29,6 +33,8 @@ def cpu_has_bf16() -> bool:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """'auto' -> the fastest safe format for `device` ('bf16', 'fp16' or 'fp32'); others checked and kept."""
+    import torch
+
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name != "auto":
@@ -44,6 +50,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
     """Mixed precision for `precision` on `device` (weights stay float32); a no-op for fp32."""
+    import torch
+
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -51,4 +59,6 @@ def autocast(device: torch.device, precision: str) -> ContextManager:
 
 def memory_format(device: torch.device) -> torch.memory_format:
     """channels_last on CPUs (oneDNN's convolutions are faster in it), contiguous elsewhere."""
+    import torch
+
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format

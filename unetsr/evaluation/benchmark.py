@@ -48,28 +48,85 @@ def min_side(scale: int) -> int:
     return max(11 + 2 * scale, 8 * scale)
 
 
-def lpips_metric() -> tuple[Metric | None, str]:
-    """LPIPS (AlexNet) as a function, or None with the one-line reason it is unavailable (e.g. offline).
+ALEXNET_MB = 233
+"""The size of torchvision's AlexNet weights, which LPIPS needs (the lpips package holds only its own layers)."""
 
-    Anything lpips or torchvision print while loading (a "Downloading ..." line) goes to stderr, so that
-    stdout holds the table alone.
+
+def alexnet_weights() -> tuple[str, Path]:
+    """The URL of torchvision's AlexNet weights and where torch's hub cache keeps them (honours TORCH_HOME)."""
+    import torch  # noqa: PLC0415
+    from torchvision.models import AlexNet_Weights  # noqa: PLC0415
+
+    url = AlexNet_Weights.IMAGENET1K_V1.url
+    return url, Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _fetch_quietly(url: str, path: Path, timeout: float = 30.0) -> None:
+    """Download `url` to `path` (a temp file renamed at the end) with no progress bar and no read waiting
+    longer than `timeout` seconds."""
+    import socket  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen takes no timeout of its own
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+    finally:
+        socket.setdefaulttimeout(saved)
+
+
+def lpips_metric(say: Callable[[str], Any] | None = None) -> tuple[Metric | None, str]:
+    """LPIPS (AlexNet) as a function, or None with a plain one-line reason it is unavailable.
+
+    LPIPS needs torchvision's AlexNet weights: taken from torch's hub cache, or fetched there once (`say` is
+    told first); offline, the reason says so and that --no-lpips skips it. Nothing lpips or torch would
+    print while loading (download progress, "Loading model from") reaches stdout or stderr.
     """
     import torch  # noqa: PLC0415 - heavy, and only after parsing
 
+    skip = "--no-lpips skips it"
     try:
         import lpips  # noqa: PLC0415 - optional, heavy
-
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore", UserWarning)  # lpips uses torchvision's deprecated `pretrained=`
+    except ImportError:
+        return None, f"LPIPS n/a: it needs the lpips package (pip install lpips); {skip}"
+    url, cached = alexnet_weights()
+    if not cached.is_file():
+        if say is not None:
+            say(f"LPIPS: fetching its AlexNet weights ({ALEXNET_MB} MB, once) into {cached}")
+        try:
+            _fetch_quietly(url, cached)
+        except Exception as exc:  # noqa: BLE001 - offline: URLError, socket errors, a full disk...
+            return None, (f"LPIPS n/a: it needs AlexNet weights ({ALEXNET_MB} MB) from the network or torch's hub "
+                          f"cache ({cached}), and they could not be downloaded ({describe(exc)}); {skip}")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")  # lpips uses torchvision's deprecated `pretrained=`
             net = lpips.LPIPS(net="alex", verbose=False).eval()
     except Exception as exc:  # noqa: BLE001 - any failure only means "no LPIPS column"
-        return None, f"{type(exc).__name__}: {one_line(first_line(exc))}"
+        return None, f"LPIPS n/a: it could not be loaded ({describe(exc)}; a damaged {cached}?); {skip}"
 
     def score(pred: torch.Tensor, target: torch.Tensor) -> float:
         with torch.no_grad():
             return net(pred * 2 - 1, target * 2 - 1).mean().item()
 
     return score, ""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as `Type: first line` made safe for one line; a network error by its reason alone
+    ("Name or service not known")."""
+    from urllib.error import URLError  # noqa: PLC0415
+
+    reason = exc.reason if isinstance(exc, URLError) else exc
+    if isinstance(reason, OSError) and reason.strerror:
+        return one_line(reason.strerror)
+    if isinstance(reason, str):
+        return one_line(reason)
+    return f"{type(reason).__name__}: {one_line(first_line(reason))}"
 
 
 def score_photo(upscaler: Upscaler | dict[str, Upscaler], hr_rgb: np.ndarray, scale: int,

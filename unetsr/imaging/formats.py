@@ -23,9 +23,21 @@ INPUT_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", "
                             *((".avif",) if "AVIF" in READ_FORMATS else ())})
 """Suffixes of the files that count as images when a folder is scanned (any case)."""
 
-UNSUPPORTED_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".jxl", ".raw", ".dng", ".cr2", ".nef", ".arw",
-                                  ".psd", ".eps", ".pdf", ".svg"}) - INPUT_SUFFIXES
-"""Suffixes of photos people have that unetsr cannot read: a folder scan names them instead of ignoring them."""
+_RAW_SUFFIXES = (".raw", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf")
+_UNSUPPORTED: dict[str, tuple[str, str]] = {  # suffix -> (the format's name, what to do instead)
+    ".heic": ("HEIC", "convert to JPEG or PNG"),
+    ".heif": ("HEIF", "convert to JPEG or PNG"),
+    ".avif": ("AVIF", "this Pillow has no AVIF decoder; convert to JPEG or PNG, or upgrade Pillow"),
+    ".jxl": ("JPEG XL", "convert to JPEG or PNG"),
+    ".psd": ("Photoshop", "export it as PNG or TIFF"),
+    ".eps": ("EPS", "export it as PNG"),
+    ".pdf": ("PDF", "export its pages as PNG"),
+    ".svg": ("SVG", "render it as PNG"),
+    **dict.fromkeys(_RAW_SUFFIXES, ("Camera raw", "develop it to TIFF, PNG or JPEG first")),
+}
+UNSUPPORTED_SUFFIXES = frozenset(_UNSUPPORTED) - INPUT_SUFFIXES
+"""Suffixes of photos people have that unetsr cannot read: a folder scan counts them and says why, instead of
+ignoring them."""
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 """The formats unetsr writes, by the name the command line and the web page use, with the usual suffix."""
@@ -42,6 +54,13 @@ def open_image(source: str | Path | IO[bytes]) -> Image.Image:
 def is_image_path(path: str | Path) -> bool:
     """True when the file's suffix is one unetsr reads; used to pick images out of a folder."""
     return Path(path).suffix.lower() in INPUT_SUFFIXES
+
+
+def unsupported_reason(suffix: str) -> str:
+    """Why files with this suffix (one of UNSUPPORTED_SUFFIXES, any case) are not read, and what to do:
+    'HEIC is not supported; convert to JPEG or PNG'."""
+    name, advice = _UNSUPPORTED.get(suffix.lower(), (suffix.lower().lstrip(".").upper(), "convert to JPEG or PNG"))
+    return f"{name} is not supported; {advice}"
 
 
 def format_name(text: str) -> str | None:

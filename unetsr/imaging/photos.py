@@ -1,49 +1,58 @@
 """Reading and writing images as people have them: any common mode, EXIF rotation, ICC profiles, 16 bits.
 
 Pixels come and go as float32 numpy arrays in [0, 1]; this module knows nothing of torch.
-Pillow does the work, except for 16-bit colour PNGs, which Pillow can only hold as 8 bits:
-pypng reads those, and a small writer below writes them.
+Pillow does the work, except for 16-bit colour PNGs, which Pillow can only hold as 8 bits (`png16` reads
+and writes those). Every file written carries unetsr's output marker (`metadata`), so a rerun over a
+folder can tell earlier outputs from photos.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import struct
 import threading
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
-import png
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, PngImagePlugin, UnidentifiedImageError
 
 from unetsr.core.errors import ImageError, first_line
 from unetsr.core.fileio import atomic_write
+from unetsr.imaging import png16
 from unetsr.imaging.formats import (
     INPUT_SUFFIXES,  # noqa: F401 - kept importable from here
     OUTPUT_FORMATS,  # noqa: F401
     PILLOW_WRITERS,
     READ_NAMES,
+    UNSUPPORTED_SUFFIXES,
     format_name,
     format_of_suffix,
     is_image_path,  # noqa: F401
     open_image,
+    unsupported_reason,
+)
+from unetsr.imaging.metadata import (
+    MARKER_KEY,
+    MARKER_TEXT,
+    MAX_ICC_BYTES,
+    exif_for_jpeg,
+    marker_options,
+    orientation_and_exif,
 )
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """The largest input read_image accepts by default: guards against decompression bombs."""
 
-_EXIF_PREFIX = b"Exif\x00\x00"
-_ORIENTATION_TAG = 0x0112
+T = TypeVar("T")
+_MAX_PNG_REREAD = 1 << 30  # a PNG with metadata beyond Pillow's limits is reread without it up to this size
+
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, the weights of Pillow's convert("L")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SRGB = ImageCms.createProfile("sRGB")
 
 # EXIF orientation 1-8 -> how to turn the stored pixels upright (the transposes of ImageOps.exif_transpose).
@@ -127,13 +136,29 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
 
     Images larger than `max_pixels` are refused before their pixels are decoded; animations and multi-page
     files are refused (only one frame would be kept); what the decoder warns about ends up in `notes`.
+    A PNG whose metadata is beyond what Pillow reads (an ICC profile over MAX_ICC_BYTES) is read without it.
     """
     path = Path(path)
     if (problem := file_problem(path)) is not None:
         raise ImageError(f"{path}: {problem}")
+    try:
+        return _decode(path, path, max_pixels)
+    except ImageError as error:  # Pillow's limits on PNG metadata raise ValueError
+        big = isinstance(error.__cause__, ValueError)
+        stripped = png16.without_oversized_metadata(path, MAX_ICC_BYTES, _MAX_PNG_REREAD) if big else None
+        if stripped is None:
+            raise
+    data, dropped_icc = stripped
+    note = (f"its ICC profile is larger than the {MAX_ICC_BYTES / 1e6:.1f} MB unetsr keeps; left out, so the "
+            "colours are taken as sRGB")
+    return _decode(path, BytesIO(data), max_pixels, (note,) if dropped_icc else ())
+
+
+def _decode(path: Path, source: Path | BytesIO, max_pixels: int, notes: tuple[str, ...] = ()) -> Picture:
+    """read_image's work on `source` (the file at `path`, or its bytes with metadata removed)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _own_pixel_limit(), _read_errors(path), open_image(path) as im:
+        with _own_limits(), _read_errors(path), open_image(source) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageError(
@@ -143,12 +168,13 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
             if im.format != "MPO" and getattr(im, "is_animated", False):  # MPO: a camera JPEG and its previews
                 raise ImageError(f"{path} has {im.n_frames} frames (an animation or a multi-page file); "
                                  "only single images can be upscaled")
-            if im.format == "PNG" and _png_bit_depth(path) == 16:
-                pixels, bit_depth, icc = _read_png16(path), 16, im.info.get("icc_profile")
+            if im.format == "PNG" and _with_file(source, png16.bit_depth) == 16:
+                pixels, bit_depth, icc = _with_file(source, png16.read_png16), 16, im.info.get("icc_profile")
             else:
                 pixels, bit_depth, icc = _pillow_pixels(im, path)
-            orientation, exif = _orientation_and_exif(im)
-    notes = tuple(dict.fromkeys(first_line(w.message) for w in caught if not issubclass(w.category, ResourceWarning)))
+            orientation, exif = orientation_and_exif(im)
+    warned = (first_line(w.message) for w in caught if not issubclass(w.category, ResourceWarning))
+    notes = tuple(dict.fromkeys((*notes, *warned)))
     pixels = _UPRIGHT[orientation](pixels)
     channels = pixels.shape[2]
     rgb = pixels[..., :3] if channels >= 3 else np.repeat(pixels[..., :1], 3, axis=2)
@@ -166,6 +192,22 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pictur
     )
 
 
+def _with_file(source: Path | BytesIO, read: Callable[[BinaryIO], T]) -> T:
+    """`read` on a handle of its own to `source` (Pillow keeps reading its own)."""
+    if isinstance(source, BytesIO):
+        return read(BytesIO(source.getvalue()))
+    with open(source, "rb") as file:
+        return read(file)
+
+
+def pixels_of(image: Image.Image) -> tuple[np.ndarray, int]:
+    """An open Pillow image's pixels converted as read_image converts a file's (grey, palette transparency, CMYK,
+    16 bits): H×W×C float32 in [0, 1] (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) and their bit depth, 8 or 16;
+    for Upscaler.__call__, so that a PIL image and a file agree."""
+    pixels, bit_depth, _ = _pillow_pixels(image, Path("the image"))
+    return pixels, bit_depth
+
+
 def write_image(
     path: str | Path,
     picture: Picture,
@@ -174,11 +216,15 @@ def write_image(
     quality: int = 95,
     overwrite: bool = False,
     source: str | Path | None = None,
+    notes: list[str] | None = None,
 ) -> Path:
-    """Write a Picture atomically as PNG, JPEG or WebP, keeping its ICC profile, EXIF, alpha, grey and depth.
+    """Write a Picture atomically as PNG, JPEG or WebP, keeping its ICC profile, EXIF, alpha, grey and depth,
+    and marking it as unetsr's output (metadata.is_unetsr_output) so that reruns pass over it.
 
     Refuses to replace an existing file unless `overwrite`, and never writes over `source` (the input image).
-    JPEG has no transparency: a picture with alpha is composited onto white. Returns the path written.
+    JPEG has no transparency: a picture with alpha is composited onto white. Metadata the format cannot hold
+    (EXIF over 64 KB or an ICC profile over 16 MB in a JPEG) is trimmed or left out, said in one line each
+    appended to `notes` (or issued as warnings when no list is given). Returns the path written.
     """
     path = Path(path)
     fmt = output_format(path, format)
@@ -193,18 +239,32 @@ def write_image(
     if not path.parent.is_dir():
         raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
 
+    def note(text: str) -> None:
+        if notes is None:
+            warnings.warn(f"{path}: {text}", stacklevel=3)
+        else:
+            notes.append(text)
+
     pixels = _output_pixels(picture, fmt)
     icc = picture.icc_profile if picture.icc_profile and _icc_fits(picture.icc_profile, pixels) else None
+    exif = picture.exif
+    if fmt == "jpg":
+        if icc and len(icc) > MAX_ICC_BYTES:
+            note(f"the ICC profile ({len(icc) / 1e6:.1f} MB) is more than a JPEG holds "
+                 f"({MAX_ICC_BYTES / 1e6:.1f} MB): left out")
+            icc = None
+        exif = exif and exif_for_jpeg(exif, note)
     if fmt == "png" and picture.bit_depth == 16:
-        _save_atomically(path, lambda f: _write_png16(f, _quantize(pixels, 65535), icc, picture.exif))
+        samples = _quantize(pixels, 65535)
+        _save_atomically(path, lambda f: png16.write_png16(f, samples, icc, exif, {MARKER_KEY: MARKER_TEXT}))
         return path
     samples = _quantize(pixels, 255)
     image = Image.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)  # L, LA, RGB or RGBA
-    options: dict[str, object] = {}
+    options: dict[str, object] = marker_options(fmt)
     if icc:
         options["icc_profile"] = icc
-    if picture.exif:
-        options["exif"] = picture.exif
+    if exif:
+        options["exif"] = exif
     if fmt == "jpg":
         # At high quality, keep full-resolution colour (4:4:4): the point of upscaling is fine detail.
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
@@ -218,15 +278,17 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _own_pixel_limit() -> Iterator[None]:
-    """Switch off Pillow's global decompression-bomb check while read_image applies its own, configurable one."""
+def _own_limits() -> Iterator[None]:
+    """Pillow's global limits as read_image wants them: its decompression-bomb check off (read_image applies
+    its own, configurable one), and PNG metadata chunks up to MAX_ICC_BYTES (a 5 MB ICC profile is a real
+    one, not a bomb; Pillow stops at 1 MB)."""
     with _PILLOW_LIMIT_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+        saved = Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK
+        Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK = None, max(saved[1], MAX_ICC_BYTES)
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK = saved
 
 
 @contextmanager
@@ -237,6 +299,8 @@ def _read_errors(path: Path) -> Iterator[None]:
     except ImageError:
         raise
     except UnidentifiedImageError:
+        if path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+            raise ImageError(f"{path}: {unsupported_reason(path.suffix)}") from None
         raise ImageError(f"{path}: not a supported image (unetsr reads {READ_NAMES})") from None
     except OSError as e:
         if e.strerror:  # the file itself could not be read: permissions, I/O error
@@ -249,22 +313,6 @@ def _read_errors(path: Path) -> Iterator[None]:
 def _megapixels(pixels: int) -> str:
     mp = pixels / 1e6
     return f"{mp:.2g}" if mp < 0.1 else f"{mp:.1f}".removesuffix(".0")
-
-
-def _png_bit_depth(path: Path) -> int:
-    """The bit depth in a PNG's header (Pillow opens 16-bit colour PNGs as 8-bit and does not say so)."""
-    with open(path, "rb") as f:
-        header = f.read(26)
-    return header[24]
-
-
-def _read_png16(path: Path) -> np.ndarray:
-    """Every channel of a 16-bit PNG at full precision, as H×W×C in [0, 1]; pypng applies tRNS and sBIT."""
-    with open(path, "rb") as f:
-        width, height, rows, info = png.Reader(file=f).asDirect()
-        samples = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    maximum = 2 ** info["bitdepth"] - 1
-    return samples.reshape(height, width, info["planes"]).astype(np.float32) / maximum
 
 
 def _pillow_pixels(im: Image.Image, path: Path) -> tuple[np.ndarray, int, bytes | None]:
@@ -306,42 +354,6 @@ def _cmyk_to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
     return im.convert("RGB")
 
 
-def _orientation_and_exif(im: Image.Image) -> tuple[int, bytes | None]:
-    """The EXIF orientation (1 when absent or invalid) and the EXIF block to keep, with Orientation set to 1.
-
-    EXIF is optional: a damaged block costs the metadata, never the picture.
-    """
-    try:
-        orientation = im.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:
-        orientation = 1
-    exif = im.info.get("exif")
-    return (orientation if orientation in _UPRIGHT else 1), (_reset_orientation(exif) if exif else None)
-
-
-def _reset_orientation(exif: bytes) -> bytes | None:
-    """EXIF bytes ("Exif\\0\\0" + TIFF data) whose Orientation tag says 1, edited in place so that every other
-    tag and offset stays byte-for-byte; None if the block cannot be parsed.
-
-    Whatever type the tag was stored as (SHORT as the standard says, LONG, BYTE, ...), it is rewritten as
-    SHORT 1, the value inside the entry itself: readers that accept the one accept the other."""
-    data = bytearray(exif.removeprefix(_EXIF_PREFIX))
-    order = {b"II": "<", b"MM": ">"}.get(bytes(data[:2]))
-    if order is None:
-        return None
-    try:
-        (ifd0,) = struct.unpack_from(order + "I", data, 4)
-        (count,) = struct.unpack_from(order + "H", data, ifd0)
-        for i in range(count):
-            entry = ifd0 + 2 + 12 * i  # each entry: tag, type, count, value (2 + 2 + 4 + 4 bytes)
-            (tag,) = struct.unpack_from(order + "H", data, entry)
-            if tag == _ORIENTATION_TAG:  # type 3 (SHORT), count 1, value 1 and two bytes of padding
-                struct.pack_into(order + "HIHH", data, entry + 2, 3, 1, 1, 0)
-    except struct.error:
-        return None
-    return _EXIF_PREFIX + bytes(data)
-
-
 def _output_pixels(picture: Picture, fmt: str) -> np.ndarray:
     """H×W×C in [0, 1] as the format will store it: grey (C=1, 2) for a grey source, alpha last (C=2, 4)."""
     colour = np.asarray(picture.rgb, dtype=np.float32)  # no copy: _quantize turns NaN into 0 band by band
@@ -377,34 +389,3 @@ def _save_atomically(path: Path, save: Callable[[BinaryIO], None]) -> None:
         atomic_write(path, save)
     except (OSError, ValueError) as e:
         raise ImageError(f"cannot write {path}: {getattr(e, 'strerror', None) or first_line(e)}") from e
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _write_png16(file: BinaryIO, pixels: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
-    """Write H×W×C uint16 samples as a 16-bit PNG (grey, grey+alpha, RGB or RGBA) with iCCP and eXIf chunks.
-
-    Every scanline uses PNG's "Up" filter (each byte minus the one above), which shrinks photos by about a fifth.
-    """
-    height, width, channels = pixels.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    file.write(_PNG_SIGNATURE)
-    file.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
-    if icc:
-        file.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
-    if exif:
-        file.write(_png_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX)))
-    rows = pixels.astype(">u2").view(np.uint8).reshape(height, width * channels * 2)
-    compressor = zlib.compressobj(6)
-    above = np.zeros((1, rows.shape[1]), dtype=np.uint8)
-    for start in range(0, height, 64):
-        block = rows[start : start + 64]
-        filtered = np.diff(block, axis=0, prepend=above)  # uint8 arithmetic wraps modulo 256, as PNG wants
-        above = block[-1:]
-        scanlines = np.hstack([np.full((len(block), 1), 2, dtype=np.uint8), filtered])  # filter type 2: Up
-        if data := compressor.compress(scanlines.tobytes()):
-            file.write(_png_chunk(b"IDAT", data))
-    file.write(_png_chunk(b"IDAT", compressor.flush()))
-    file.write(_png_chunk(b"IEND", b""))

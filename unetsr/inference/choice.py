@@ -10,7 +10,7 @@ from typing import Any
 
 from unetsr.imaging.jpeg import jpeg_quality
 from unetsr.inference.upscaler import Upscaler
-from unetsr.model.checkpoint import SHIPPED, WEIGHTS_DIR
+from unetsr.model import checkpoint
 
 X4_FROM_SCALE = 3.0
 """Scales from this one up use the x4 model (one pass, then the exact-size resize), when it is installed."""
@@ -31,8 +31,10 @@ class Choice:
 
 
 def installed() -> list[str]:
-    """Names of the shipped models present and recorded ('x2', 'x4', 'x2_jpeg')."""
-    return [name for name, sha in SHIPPED.items() if sha is not None and (WEIGHTS_DIR / f"unetsr_{name}.pt").is_file()]
+    """Names of the shipped models present and recorded ('x2', 'x4', 'x2_jpeg'): only names of SHIPPED, never
+    another file found beside them."""
+    return [name for name, sha in checkpoint.SHIPPED.items()
+            if sha is not None and checkpoint.shipped_path(name).is_file()]
 
 
 def model_scale(name: str) -> int:
@@ -70,13 +72,9 @@ def choose_for_quality(outscale: float, quality: int | None) -> Choice:
 
 
 def shipped_upscaler(outscale: float | None = None, name: str | None = None, **kwargs: Any) -> Upscaler:
-    """An Upscaler over the shipped model named `name`, or the clean one chosen for `outscale` (default x2)."""
-    from unetsr.model.checkpoint import load_shipped  # noqa: PLC0415
-
-    name = name or (shipped_name_for(outscale) if outscale else "x2")
-    upscaler = Upscaler(load_shipped(name).model, **kwargs)
-    upscaler.name = f"shipped {name} model"
-    return upscaler
+    """An Upscaler over the shipped model named `name`, or the clean one chosen for `outscale` (default x2),
+    SHA-256-checked (`Upscaler.from_shipped`)."""
+    return Upscaler.from_shipped(name or (shipped_name_for(outscale) if outscale else "x2"), **kwargs)
 
 
 class ModelPicker:

@@ -28,8 +28,9 @@ from unetsr.core.precision import (
     memory_format,
     resolve_precision,
 )
-from unetsr.inference.tiles import DEFAULT_TILE_OVERLAP
-from unetsr.model.checkpoint import load_checkpoint, load_default
+from unetsr.imaging.photos import pixels_of
+from unetsr.inference.tiles import DEFAULT_TILE_OVERLAP, Box, plan_tiles
+from unetsr.model.checkpoint import load_checkpoint, load_shipped
 from unetsr.model.network import UNetSR, pad_to_stride
 
 ENSEMBLE_VIEWS = 8
@@ -98,21 +99,30 @@ class Upscaler:
             self.model = copy.deepcopy(model).eval().to(self.device, self.dtype, memory_format=self.memory_format)
             if self.precision == "bf16" and not isinstance(self.model.head, Float32):
                 self.model.head = Float32(self.model.head, out_dtype=torch.bfloat16)
-        stride = model.config.stride
+        self.stride = stride = model.config.stride
         self.tile = None if not tile else max(stride, _round_up(tile, stride))
         self.tile_overlap = _round_up(max(0, tile_overlap), stride)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, **kwargs) -> "Upscaler":
-        """An Upscaler for the checkpoint at `path`, or for the shipped default model when None."""
-        ckpt = load_default() if path is None else load_checkpoint(path)
-        upscaler = cls(ckpt.model, **kwargs)
-        upscaler.name = "shipped x2 model" if path is None else Path(path).name
+        """An Upscaler for the checkpoint at `path`, or for the shipped x2 model when None (`from_shipped`)."""
+        if path is None:
+            return cls.from_shipped("x2", **kwargs)
+        upscaler = cls(load_checkpoint(path).model, **kwargs)
+        upscaler.name = Path(path).name
+        return upscaler
+
+    @classmethod
+    def from_shipped(cls, name: str, **kwargs) -> "Upscaler":
+        """An Upscaler for the model shipped in the package as `name` ('x2', 'x4', 'x2_jpeg'), loaded the one
+        way shipped models are: `load_shipped`, which checks the file against its recorded SHA-256."""
+        upscaler = cls(load_shipped(name).model, **kwargs)
+        upscaler.name = f"shipped {name} model"
         return upscaler
 
     @property
-    def mode(self) -> str:
-        """How the model runs, for messages after its name: ' (x8 self-ensemble)' with `ensemble`, else ''."""
+    def ensemble_note(self) -> str:
+        """What messages add after the model's name: ' (x8 self-ensemble)' with `ensemble`, else ''."""
         return " (x8 self-ensemble)" if self.ensemble else ""
 
     @property
@@ -141,12 +151,20 @@ class Upscaler:
         return max(1, round(h * outscale)), max(1, round(w * outscale))
 
     def __call__(self, image: Image.Image, outscale: float | None = None) -> Image.Image:
-        """Upscale a PIL image (L, RGB or RGBA; others converted to RGB) by `outscale` (default: model scale)."""
-        if image.mode not in ("L", "RGB", "RGBA"):
-            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        arr = np.asarray(image, dtype=np.float32) / 255.0
-        out = self.upscale_array(arr, outscale)
-        return Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), image.mode)
+        """Upscale a PIL image by `outscale` (default: the model's scale), its modes read as `read_image` reads
+        a file's: grey stays grey (L; 16-bit grey such as I;16 stays 16-bit, as I;16), alpha and a palette's
+        transparency are kept (LA, RGBA), everything else comes back RGB."""
+        pixels, bit_depth = pixels_of(image)
+        channels = pixels.shape[2]
+        if channels in (2, 4) and "A" not in image.getbands() and pixels[..., -1].min() >= 1.0:
+            pixels, channels = pixels[..., :-1], channels - 1  # a palette without transparency: no alpha to keep
+        colour = pixels[..., 0] if channels <= 2 else pixels[..., :3]
+        bands = [self.upscale_array(np.ascontiguousarray(colour), outscale)]
+        if channels in (2, 4):
+            bands.append(self.upscale_array(np.ascontiguousarray(pixels[..., -1]), outscale))
+        out = np.dstack(bands) if len(bands) > 1 else bands[0]
+        maximum, dtype = (65535, np.uint16) if bit_depth == 16 and channels == 1 else (255, np.uint8)
+        return Image.fromarray((np.clip(out, 0, 1) * maximum + 0.5).astype(dtype))
 
     def upscale_array(self, arr: np.ndarray, outscale: float | None = None, progress: bool = False) -> np.ndarray:
         """H×W, H×W×3 or H×W×4 float array in [0, 1] -> upscaled array of the same layout.
@@ -189,15 +207,28 @@ class Upscaler:
             raise ValueError(f"scale must be a finite number greater than 0, got {outscale!r}")
         return value
 
+    def tile_boxes(self, height: int, width: int) -> list[Box]:
+        """The tiles one model pass over an H×W image computes (`tiles.plan_tiles`: thin photos in bands)."""
+        return plan_tiles(height, width, self.tile, self.stride)
+
+    def tile_count(self, height: int, width: int, outscale: float | None = None) -> int:
+        """How many tiles upscaling an H×W image (one array: alpha, upscaled apart, counts again) by `outscale`
+        computes over all its passes: the number of progress steps."""
+        total = 0
+        for _ in range(self.passes_for(outscale)):
+            total += len(self.tile_boxes(height, width))
+            height, width = height * self.scale, width * self.scale
+        return total
+
     def _run_tiled(self, x: torch.Tensor, progress: bool) -> torch.Tensor:
         """One model pass over x, tile by tile; returns float32 on the CPU."""
         s, (h, w) = self.scale, x.shape[-2:]
-        tile, pad = self.tile or max(h, w), self.tile_overlap
+        pad = self.tile_overlap
         # Stored H×W×3 (channels last), so upscale_array hands it to numpy without a full-size copy.
         out = torch.empty(x.shape[0], h * s, w * s, 3).permute(0, 3, 1, 2)
-        boxes = [(y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)]
-        for y0, x0 in tqdm(boxes, desc="tiles", unit="tile", leave=False, disable=not progress or len(boxes) == 1):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+        boxes = self.tile_boxes(h, w)
+        for y0, x0, y1, x1 in tqdm(boxes, desc="tiles", unit="tile", leave=False,
+                                   disable=not progress or len(boxes) == 1):
             iy0, ix0, iy1, ix1 = max(0, y0 - pad), max(0, x0 - pad), min(h, y1 + pad), min(w, x1 + pad)
             result = self._run_model(x[..., iy0:iy1, ix0:ix1].to(self.device, torch.float32)).cpu()
             out[..., y0 * s:y1 * s, x0 * s:x1 * s] = result[..., (y0 - iy0) * s:(y1 - iy0) * s,

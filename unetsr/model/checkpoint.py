@@ -169,11 +169,17 @@ def load_default() -> Checkpoint:
     return load_shipped("x2")
 
 
+def shipped_path(name: str) -> Path:
+    """Where the shipped model `name` (a key of SHIPPED) lives: unetsr/model/weights/unetsr_<name>.pt."""
+    return DEFAULT_CHECKPOINT if name == "x2" else WEIGHTS_DIR / f"unetsr_{name}.pt"
+
+
 def load_shipped(name: str) -> Checkpoint:
-    """A model shipped inside the package by name ('x2', 'x4'), verified against its recorded SHA-256."""
+    """A model shipped inside the package by name ('x2', 'x4', 'x2_jpeg'), verified against its recorded SHA-256:
+    the one way every caller (Upscaler.from_shipped, the model choice, the web page) loads a shipped model."""
     if name not in SHIPPED:
         raise CheckpointError(f"no shipped model {name!r}; the shipped ones are {', '.join(SHIPPED)}")
-    path = DEFAULT_CHECKPOINT if name == "x2" else WEIGHTS_DIR / f"unetsr_{name}.pt"
+    path = shipped_path(name)
     sha = SHIPPED[name]
     if sha is None or not path.is_file():
         raise CheckpointError(f"no {'default ' if name == 'x2' else ''}{name} model installed (expected {path}); restore it "

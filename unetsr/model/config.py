@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# Top-level children of torchvision's ResNet18, in order. An encoder of depth d uses children[:d].
-RESNET18_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-# The depths at which the encoder can end (each the end of a stage with a feature map worth tapping),
-# with the stride of that last feature map: the one table every other module reads.
+# The depths at which the encoder can end (each the end of a stage with a feature map worth tapping:
+# an encoder of depth d is the first d top-level children of torchvision's ResNet18), with the stride of
+# that last feature map: the one table every other module reads.
 ENCODER_STRIDES = {3: 2, 5: 4, 6: 8, 7: 16}
 ENCODER_DEPTHS = tuple(ENCODER_STRIDES)
 

@@ -20,8 +20,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from unetsr.core.errors import UnetsrError
-from unetsr.imaging.photos import is_image_path, read_image
+from unetsr.core.errors import UnetsrError, first_line
+from unetsr.imaging.formats import READ_NAMES, open_image
+from unetsr.imaging.photos import (
+    DEFAULT_MAX_PIXELS,
+    file_problem,
+    is_image_path,
+    read_image,
+)
 from unetsr.imaging.resize import make_lr, resize
 from unetsr.training.degradations import PRESETS, apply
 from unetsr.training.recipes import DOWNSCALE_MODES
@@ -36,6 +42,46 @@ def find_images(folders: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{folder}: not a folder of images")
         paths += [p for p in folder.rglob("*") if is_image_path(p) and p.is_file()]
     return sorted(paths)
+
+
+def _listed(problems: Sequence[str], shown: int = 3) -> str:
+    """The first few problems joined on one line, with how many more there are."""
+    more = len(problems) - shown
+    return "; ".join(problems[:shown]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _header_problem(path: Path, min_side: int, downscale_by: float = 1.0) -> str | None:
+    """Why `path` cannot be a training photo, from its header alone (no pixels decoded), or None if it can."""
+    if (problem := file_problem(path)) is not None:
+        return f"{path}: {problem}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's decompression-bomb warning: the pixel limit below decides
+            with open_image(path) as im:
+                width, height = im.size
+    except Exception as exc:  # noqa: BLE001 - any decoder error means: not usable
+        reason = "not a supported image" if isinstance(exc, Image.UnidentifiedImageError) else first_line(exc)
+        return f"{path}: {reason}"
+    if width * height > DEFAULT_MAX_PIXELS:
+        return f"{path}: {width}×{height} px is over the {DEFAULT_MAX_PIXELS // 10**6} MP limit"
+    short = max(1, round(min(width, height) / downscale_by))
+    if short < min_side:
+        return f"{path}: {short} px short side is smaller than the {min_side} px crop"
+    return None
+
+
+def usable_photos(paths: Sequence[Path], min_side: int, downscale_by: float = 1.0) -> list[Path]:
+    """The paths whose headers show a readable image at least `min_side` px on its short side (after
+    `downscale_by`); the others are skipped with one warning, and none usable is a one-line UnetsrError."""
+    problems = [(path, _header_problem(Path(path), min_side, downscale_by)) for path in paths]
+    usable = [path for path, problem in problems if problem is None]
+    skipped = [problem for _, problem in problems if problem is not None]
+    if not usable:
+        raise UnetsrError(f"none of the {len(skipped)} training photos can be used (each must be a {READ_NAMES} "
+                          f"image at least {min_side} px on its short side): {_listed(skipped)}")
+    if skipped:
+        warnings.warn(f"skipping {len(skipped)} of {len(problems)} training photos: {_listed(skipped)}", stacklevel=3)
+    return usable
 
 
 def load_photo(path: Path, downscale_by: float = 1.0) -> Image.Image | np.ndarray:
@@ -55,7 +101,7 @@ def load_photo(path: Path, downscale_by: float = 1.0) -> Image.Image | np.ndarra
 def downscale(hr: torch.Tensor, scale: int, mode: str = "bicubic") -> torch.Tensor:
     """Training LR: antialiased downscale of a (B, 3, H, W) batch by `mode`, rounded to 8 bits.
 
-    Training draws the kernel at random for robustness; evaluation LR always comes from `lowres.make_lr`.
+    Training draws the kernel at random for robustness; evaluation LR always comes from `resize.make_lr`.
     """
     size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
     if mode == "area":
@@ -79,7 +125,8 @@ class CropDataset(Dataset):
     names a preset of `degradations.PRESETS` other than 'none', damaged by it (JPEG, noise, blur).
 
     Decoded photos are kept in a per-process cache of at most `cache_mb`, so small sets are decoded
-    once and large ones stream from disk.
+    once and large ones stream from disk. Photos whose header shows they cannot be read, or are smaller
+    than the crop, are left out up front (`usable_photos`), with one warning.
     """
 
     def __init__(self, paths: Sequence[Path], crop: int = 96, scale: int = 2, min_crop: int | None = None,
@@ -96,7 +143,8 @@ class CropDataset(Dataset):
         self.min_crop = min_crop or crop
         if self.min_crop < crop:
             raise UnetsrError(f"min crop {self.min_crop} is smaller than the crop {crop}: HR crops are never upsampled")
-        self.paths, self.crop, self.scale, self.max_crop = list(paths), crop, scale, max_crop
+        self.paths = usable_photos(paths, crop, photo_downscale)
+        self.crop, self.scale, self.max_crop = crop, scale, max_crop
         self.seed, self.degrade, self.photo_downscale = seed, PRESETS[degrade], photo_downscale
         self.downscalers = tuple(downscalers)
         self.cache_bytes = cache_mb * 2**20
@@ -188,24 +236,35 @@ class StepBatchSampler(Sampler[list[int]]):
 
 def validation_crops(paths: Sequence[Path], crop: int = 192, scale: int = 2, per_image: int = 4,
                      seed: int = 1234, quality: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed (LR, HR) set: `per_image` native-resolution crops per photo at seeded positions, LR by
-    `lowres.make_lr` (the evaluation protocol; saved as JPEG at `quality` if > 0). The same files give
-    the same crops on every run."""
-    hrs = []
+    """A fixed (LR, HR) set: `per_image` native-resolution crops of `crop` px (rounded down to a multiple of
+    `scale`) per photo at seeded positions, LR by `resize.make_lr` (the evaluation protocol; saved as JPEG
+    at `quality` if > 0). The same files give the same crops on every run. Photos that cannot be read or
+    are smaller than the crop are skipped with one warning; none usable is a one-line UnetsrError."""
+    side = crop - crop % scale
+    if side < scale:
+        raise UnetsrError(f"validation crop {crop} px is smaller than the scale {scale}")
+    if not paths:
+        raise UnetsrError("no validation images found")
+    hrs, skipped = [], []
     for i, path in enumerate(paths):
         try:
             image = read_image(path).rgb
         except UnetsrError as exc:
-            warnings.warn(f"skipping validation image {path}: {exc}", stacklevel=2)
+            skipped.append(str(exc))
+            continue
+        h, w = image.shape[:2]
+        if min(h, w) < side:
+            skipped.append(f"{path}: {w}×{h} px is smaller than the {side} px validation crop")
             continue
         rng = np.random.default_rng([seed, i])
-        h, w = image.shape[:2]
-        side = min(crop, h, w) // scale * scale
         for _ in range(per_image):
             top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
             hrs.append(image[top:top + side, left:left + side])
     if not hrs:
-        raise UnetsrError("no validation images could be read")
-    side = min(min(a.shape[:2]) for a in hrs)
-    pairs = [make_lr(a[:side, :side], scale, quality) for a in hrs]
+        raise UnetsrError(f"none of the {len(skipped)} validation photos can be used (each must be a readable "
+                          f"image at least {side}×{side} px): {_listed(skipped)}")
+    if skipped:
+        warnings.warn(f"skipping {len(skipped)} of {len(skipped) + len(hrs) // per_image} validation photos: "
+                      f"{_listed(skipped)}", stacklevel=2)
+    pairs = [make_lr(a, scale, quality) for a in hrs]
     return (torch.stack([to_tensor(lr) for _, lr in pairs]), torch.stack([to_tensor(hr) for hr, _ in pairs]))

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from unetsr.core import torchrun
 from unetsr.core.errors import UnetsrError
 from unetsr.core.precision import autocast, memory_format, resolve_precision
 from unetsr.evaluation.metrics import psnr_y, ssim_y
@@ -37,7 +38,15 @@ from unetsr.training.data import (
     validation_crops,
 )
 from unetsr.training.losses import PerceptualLoss
+from unetsr.training.progress import (
+    Estimate,
+    Interrupted,
+    StopRequest,
+    say,
+    validation_line,
+)
 from unetsr.training.recipes import CHANGEABLE_ON_RESUME, TrainConfig
+from unetsr.training.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class RunSummary:
     train_seconds: float
     img_s: float
     val: dict[str, float]  # best val psnr/ssim, bicubic's psnr/ssim (empty without --val)
+    scale: int = 2  # the model's
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -99,8 +109,10 @@ def resumed_configs(state: dict, cfg: TrainConfig, model_cfg: ModelConfig,
 def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
           given: frozenset[str] | None = None) -> RunSummary:
     """Run (or continue, with `resume`) the training described by `cfg`. `given` names the settings the
-    user chose (the CLI's flags); on resume they must match the saved run unless they may change."""
+    user chose (the CLI's flags); on resume they must match the saved run unless they may change.
+    Ctrl-C (SIGINT) ends the run after the step in progress, saved to last.pt (a second Ctrl-C stops at once)."""
     rank, world, device = setup_distributed()
+    cfg = cfg.for_backbone(model_cfg.backbone)
     out = Path(cfg.out)
     last, best_path = out / "last.pt", out / "best.pt"
     if out.exists() and not out.is_dir():
@@ -112,6 +124,9 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
             raise UnetsrError(f"{last} has no training state to resume (use --init to warm-start from it)")
         state = resumed.train_state
         cfg, model_cfg = resumed_configs(state, cfg, model_cfg, given)
+    elif resume and best_path.exists():
+        raise UnetsrError(f"{out} has best.pt but no last.pt, so there is no training state to resume; warm-start "
+                          f"a new run from it with --init {best_path} --out ANOTHER_FOLDER")
     elif last.exists() or best_path.exists():
         raise UnetsrError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     precision = resolve_precision(cfg.precision, device)
@@ -130,13 +145,12 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
+    shipped = ema if ema is not None else model  # what validation scores and checkpoints hold
     step, best, spent = 0, -math.inf, 0.0
     if state is not None:
+        shipped.load_state_dict(resumed.model.state_dict())
         if ema is not None:  # the checkpoint's model is the average; the raw weights ride in the state
-            ema.load_state_dict(resumed.model.state_dict())
             model.load_state_dict(state["raw_model"])
-        else:
-            model.load_state_dict(resumed.model.state_dict())
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -152,69 +166,92 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
     reference = bicubic_scores(*val, model_cfg.scale) if val is not None else {}
     meta = {"backbone": model_cfg.backbone, "recipe": cfg.recipe, "precision": precision,
             "data": [Path(d).name for d in cfg.data]}
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        trainable, frozen = count_parameters(model)
-        print(f"unetsr.train: {trainable:,} trainable + {frozen:,} frozen parameters, {len(dataset.paths)} photos, "
-              f"steps {step}..{cfg.steps}, world {world}, {device}, {precision}", file=sys.stderr)
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
+
+    def save_last(seconds: float) -> None:
+        """last.pt: the model (the average, with --ema) and everything a resume needs."""
+        train_state = {"step": step, "best_psnr": best, "train_seconds": seconds, "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                       "train_config": cfg.to_dict(), "model_config": model_cfg.to_dict()}
+        if ema is not None:
+            train_state["raw_model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        save_checkpoint(last, shipped, {**meta, "steps": step}, train_state)
+
+    folder = RunFolder(out).open(step) if rank == 0 else None
+    stop, bar = StopRequest(), None
     try:
-        if log is not None and reference and step == 0:  # the reference the validation scores are read against
-            log.write(json.dumps({"step": 0, **{f"val_bicubic_{k}": v for k, v in reference.items()}}) + "\n")
+        if rank == 0:
+            trainable, frozen = count_parameters(model)
+            say(f"{trainable:,} trainable + {frozen:,} frozen parameters, {len(dataset.paths)} photos, "
+                f"steps {step}..{cfg.steps}, world {world}, {device}, {precision}")
+            if reference and step == 0:  # the reference the validation scores are read against
+                folder.log({"step": 0, **{f"val_bicubic_{k}": v for k, v in reference.items()}})
         model.train()
         bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, unit="step", dynamic_ncols=True)
         timer, timed_steps, started, img_s = time.perf_counter(), 0, time.perf_counter() - spent, 0.0
-        shipped = ema if ema is not None else model  # what validation scores and checkpoints hold
-        for lr_img, hr_img in loader:
-            lr_img = lr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            hr_img = hr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            with autocast(device, precision):
-                loss, terms = loss_fn(net(lr_img), hr_img)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                update_ema(ema, model, cfg.ema)
-            step, timed_steps = step + 1, timed_steps + 1
-            if rank != 0:
-                continue
-            img_s = cfg.batch * world * timed_steps / (time.perf_counter() - timer)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{img_s:.1f}")
-            record = {"step": step, "loss": loss.item(), **terms, "lr": sched.get_last_lr()[0], "img_s": img_s,
-                      "train_seconds": round(time.perf_counter() - started, 1)}
-            if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                record.update({f"val_{k}": v for k, v in validate(shipped, *val, device).items()})
-                if record["val_psnr"] > best:
-                    best = record["val_psnr"]
-                    save_checkpoint(best_path, shipped, {**meta, "steps": step, "val_psnr": best, "val_ssim":
-                                                       record["val_ssim"], "train_seconds": record["train_seconds"]})
-                timer, timed_steps = time.perf_counter(), 0
-            if step % cfg.log_every == 0 or "val_psnr" in record:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                train_state = {"step": step, "best_psnr": best, "train_seconds": record["train_seconds"],
-                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                               "scaler": scaler.state_dict(), "train_config": cfg.to_dict(),
-                               "model_config": model_cfg.to_dict()}
+        eta = Estimate(step, cfg)
+        with stop.on_sigint():
+            for lr_img, hr_img in loader:
+                lr_img = lr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                hr_img = hr_img.to(device, non_blocking=True).contiguous(memory_format=fmt)
+                with autocast(device, precision):
+                    loss, terms = loss_fn(net(lr_img), hr_img)
+                if not math.isfinite(terms["total"]):
+                    raise UnetsrError(f"training diverged at step {step + 1}: the loss is {terms['total']}; nothing "
+                                      f"was saved from it (last.pt holds step {state_step(last)}); lower --lr or --clip")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
                 if ema is not None:
-                    train_state["raw_model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                save_checkpoint(last, shipped, {**meta, "steps": step}, train_state)
-        bar.close()
+                    update_ema(ema, model, cfg.ema)
+                step, timed_steps = step + 1, timed_steps + 1
+                if rank != 0:
+                    continue
+                img_s = cfg.batch * world * timed_steps / (time.perf_counter() - timer)
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['total']:.4f}", img_s=f"{img_s:.1f}")
+                record = {"step": step, "loss": terms.pop("total"), **terms, "lr": sched.get_last_lr()[0],
+                          "img_s": img_s, "train_seconds": round(time.perf_counter() - started, 1)}
+                if (line := eta.update(step)) is not None:
+                    bar.write(line, file=sys.stderr)
+                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                    record.update({f"val_{k}": v for k, v in validate(shipped, *val, device).items()})
+                    bar.write(validation_line(step, record, reference), file=sys.stderr)
+                    if record["val_psnr"] > best:
+                        best = record["val_psnr"]
+                        save_checkpoint(best_path, shipped, {**meta, "steps": step, "val_psnr": best, "val_ssim":
+                                                           record["val_ssim"], "train_seconds": record["train_seconds"]})
+                    timer, timed_steps = time.perf_counter(), 0
+                if step % cfg.log_every == 0 or "val_psnr" in record:
+                    folder.log(record)
+                if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
+                    save_last(record["train_seconds"])
+                if stop.requested:
+                    raise Interrupted(step, last)
     finally:
-        if log is not None:
-            log.close()
+        if bar is not None:
+            bar.close()
+        if folder is not None:
+            folder.close()
     if rank == 0 and not best_path.exists():
-        save_checkpoint(best_path, ema if ema is not None else model, {**meta, "steps": step})
+        save_checkpoint(best_path, shipped, {**meta, "steps": step})
     if world > 1:
         dist.destroy_process_group()
     return RunSummary(best_path, last, step, time.perf_counter() - started, img_s,
-                      _best_val(out / "log.jsonl", reference) if rank == 0 else {})
+                      _best_val(out / "log.jsonl", reference) if rank == 0 else {}, model_cfg.scale)
+
+
+def state_step(last: Path) -> int:
+    """The step last.pt holds, read from its metadata (0 when there is none yet)."""
+    if not last.exists():
+        return 0
+    try:
+        return int(load_checkpoint(last).meta.get("steps", 0))
+    except UnetsrError:
+        return 0
 
 
 @torch.no_grad()
@@ -255,11 +292,12 @@ def _best_val(log_path: Path, reference: dict[str, float]) -> dict[str, float]:
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """(rank, world size, device); joins the process group when started by torchrun (whose environment
+    core.torchrun reads, strictly: a malformed one is an error, not one process)."""
+    place = torchrun.from_environment()
+    rank, world, local = place.rank, place.world, place.local
     if world == 1:
         return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
         dist.init_process_group("nccl")

@@ -17,7 +17,8 @@ class PerceptualLoss(nn.Module):
     One frozen loss network serves both feature terms; pass the model's own backbone to share it.
     """
 
-    def __init__(self, backbone: ResNet, w3: float = 1.0, w6: float = 1.0, w_l1: float = 0.01) -> None:
+    def __init__(self, backbone: ResNet, w3: float, w6: float, w_l1: float) -> None:
+        """The weights have no defaults here: they belong to the backbone (training.recipes.backbone_defaults)."""
         super().__init__()
         self.w3, self.w6, self.w_l1 = w3, w6, w_l1
         self.normalize = ImageNetNormalize()
@@ -36,7 +37,7 @@ class PerceptualLoss(nn.Module):
         return f3, self.to6(f3)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The weighted total (differentiable in `pred`) and each unweighted term as a float, for logs.
+        """The weighted total (differentiable in `pred`) and, as floats for logs, each unweighted term and the total.
 
         Under autocast the features may be bfloat16; every L1 is taken in float32.
         """
@@ -46,4 +47,4 @@ class PerceptualLoss(nn.Module):
         terms = {"feat3": F.l1_loss(p3.float(), t3.float()), "feat6": F.l1_loss(p6.float(), t6.float()),
                  "l1": F.l1_loss(pred.float(), target.float())}
         total = self.w3 * terms["feat3"] + self.w6 * terms["feat6"] + self.w_l1 * terms["l1"]
-        return total, {k: v.item() for k, v in terms.items()}
+        return total, {**{k: v.item() for k, v in terms.items()}, "total": total.item()}

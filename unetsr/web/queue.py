@@ -9,7 +9,6 @@ sends is ever used as a file name. No HTTP here; `serve.py` is the web front ove
 from __future__ import annotations
 
 import collections
-import math
 import os
 import re
 import sys
@@ -26,17 +25,18 @@ from pathlib import Path
 import torch
 
 from unetsr.batch.one_file import upscale_file
-from unetsr.batch.plan import Job, Source, output_suffix
-from unetsr.core.errors import UnetsrError, first_line, one_line
+from unetsr.batch.plan import Job, Source, output_suffix, size_problem
+from unetsr.core.errors import ImageError, UnetsrError, first_line, one_line
+from unetsr.imaging.formats import open_image
 from unetsr.imaging.photos import read_image, write_image
-from unetsr.inference.choice import choose
+from unetsr.inference.choice import choose, installed
 from unetsr.inference.upscaler import Upscaler
-from unetsr.model.checkpoint import DEFAULT_CHECKPOINT, WEIGHTS_DIR
+from unetsr.model.checkpoint import shipped_path
 
 MAX_WAITING = 100  # photos queued at once; one more is refused ("the queue is full") rather than piling up
 MAX_KEPT = 100  # finished jobs kept (their files too); beyond this the oldest finished ones are removed
 PROGRESS_EVERY_S = 0.1  # at most this often a running job reports its tiles (and always on the last one)
-STATES = ("queued", "running", "done", "failed", "cancelled")
+DEFAULT_JOB_TIMEOUT_S = 3600.0  # one photo's upscaling is stopped after this (at its next tile): --job-timeout
 
 
 class Cancelled(Exception):
@@ -44,7 +44,11 @@ class Cancelled(Exception):
 
 
 class QueueFull(UnetsrError):
-    """More photos are waiting than the queue takes."""
+    """More photos are waiting than the queue takes, or the server is stopping."""
+
+
+class JobTimeout(UnetsrError):
+    """A photo took longer than the queue's time limit for one job; raised at its next tile."""
 
 
 class TrackedUpscaler(Upscaler):
@@ -68,55 +72,45 @@ class TrackedUpscaler(Upscaler):
             self._hooks.tick = None
 
 
-def tile_count(upscaler: Upscaler, height: int, width: int, outscale: float, arrays: int = 1) -> int:
-    """How many tiles upscaling an H×W image by `outscale` computes, over all passes; `arrays` is 2 when an
-    alpha channel is upscaled separately. Mirrors Upscaler._run_tiled's tiling (a test checks the count)."""
-    total, h, w = 0, height, width
-    for _ in range(upscaler.passes_for(outscale)):
-        tile = upscaler.tile or max(h, w)
-        total += math.ceil(h / tile) * math.ceil(w / tile)
-        h, w = h * upscaler.scale, w * upscaler.scale
-    return total * arrays
-
-
 class Models:
-    """The models the page offers: 'auto' (the --checkpoint, else the shipped model `models.choose` picks
-    for each photo, as the command line does) and each shipped file unetsr/model/weights/unetsr_<name>.pt as
-    <name>; each is loaded once, when first used, and shared."""
+    """The models the page offers: 'auto' (the --checkpoint, else the shipped model `choice.choose` picks per
+    photo, as infer does) and each installed shipped model by its SHIPPED name, never another file beside them;
+    each loaded once, when first used (shipped ones SHA-256-checked, by `Upscaler.from_shipped`), and shared."""
 
     def __init__(self, checkpoint: str | Path | None = None, **options: object) -> None:
         self.options = options
-        self.paths: dict[str, Path | None] = {"auto": None if checkpoint is None else Path(checkpoint)}
-        for path in sorted(WEIGHTS_DIR.glob("unetsr_*.pt")):  # the default one is loaded SHA-256-checked
-            self.paths[path.stem.removeprefix("unetsr_")] = None if path == DEFAULT_CHECKPOINT else path
-        self._loaded: dict[tuple[Path | None, bool], TrackedUpscaler] = {}
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.names: tuple[str, ...] = ("auto", *sorted(installed()))
+        self._loaded: dict[tuple[str, bool], TrackedUpscaler] = {}
         self._lock = threading.Lock()
 
     def labels(self) -> dict[str, str]:
         """Model name -> what the page shows for it."""
-        auto = self.paths["auto"]
-        return {name: (f"auto ({auto.name if auto else 'by scale and JPEG quality'})" if name == "auto" else
-                       f"{name} (shipped)") for name in self.paths}
+        auto = f"auto ({self.checkpoint.name if self.checkpoint else 'by scale and JPEG quality'})"
+        return {name: auto if name == "auto" else f"{name} (shipped)" for name in self.names}
+
+    def files(self) -> list[Path]:
+        """The model files the page may load: messages shown on the page name them without their folders."""
+        return [path for path in (self.checkpoint, *map(shipped_path, self.names[1:])) if path is not None]
 
     def get(self, name: str, source: Path | None = None, outscale: float = 2.0, ensemble: bool = False,
             ) -> tuple[TrackedUpscaler, str]:
-        """The upscaler for a model name and which model that is, and why, as infer's per-file line says it
-        (KeyError for an unknown name; CheckpointError if it cannot load). 'auto' without a --checkpoint is
-        the shipped model chosen for the photo at `source` and `outscale`; `ensemble` runs it as the x8
-        self-ensemble (a second upscaler, loaded once too)."""
-        path = self.paths[name]
-        if name == "auto" and path is None:
+        """The upscaler for a model name, and which model that is and why, as infer's per-file line says it
+        (KeyError for an unknown name; CheckpointError if it cannot load). 'auto' without a --checkpoint is the
+        shipped model chosen for the photo at `source` and `outscale`; `ensemble`: the x8 self-ensemble."""
+        if name not in self.names:
+            raise KeyError(name)
+        why = "" if name == "auto" else " (chosen on the page)"
+        if name == "auto" and self.checkpoint is None:
             choice = choose(source, outscale)
             name, why = choice.name, f": {choice.reason}"
-            path, label = self.paths[name], f"shipped {name} model"
-        else:
-            label, why = (path.name, "") if name == "auto" else (f"shipped {name} model", " (chosen on the page)")
         with self._lock:
-            if (path, ensemble) not in self._loaded:
-                self._loaded[path, ensemble] = TrackedUpscaler.from_checkpoint(path, **self.options,
-                                                                               ensemble=ensemble)
-            upscaler = self._loaded[path, ensemble]
-        return upscaler, label + upscaler.mode + why
+            if (name, ensemble) not in self._loaded:
+                self._loaded[name, ensemble] = (
+                    TrackedUpscaler.from_checkpoint(self.checkpoint, **self.options, ensemble=ensemble)
+                    if name == "auto" else TrackedUpscaler.from_shipped(name, **self.options, ensemble=ensemble))
+            upscaler = self._loaded[name, ensemble]
+        return upscaler, upscaler.name + upscaler.ensemble_note + why
 
 
 @dataclass(frozen=True)
@@ -153,6 +147,7 @@ class WebJob:
     has_before: bool = False
     seq: int = 0  # bumped at every change, so the page can drop stale updates
     cancelled: bool = field(default=False, repr=False)
+    deadline: float = field(default=float("inf"), repr=False)  # time.monotonic() past which it is stopped
     _last_report: float = field(default=0.0, repr=False)
 
     @property
@@ -210,14 +205,17 @@ def safe_stem(name: str) -> str:
 
 
 class JobQueue:
-    """Photos wait in line and `workers` threads upscale them, one photo each at a time.
+    """Photos wait in line and `workers` threads upscale them, one photo each at a time, each for at most
+    `job_timeout` seconds (checked after every tile).
 
     `listener(snapshot)` is called, from any thread, whenever a job changes.
     """
 
     def __init__(self, models: Models, folder: Path, *, workers: int = 1, max_pixels: int,
+                 job_timeout: float = DEFAULT_JOB_TIMEOUT_S,
                  listener: Callable[[dict[str, object]], None] = lambda snapshot: None) -> None:
         self.models, self.folder, self.max_pixels, self.listener = models, Path(folder), max_pixels, listener
+        self.job_timeout = job_timeout
         self._jobs: dict[str, WebJob] = {}
         self._waiting: collections.deque[WebJob] = collections.deque()
         self._lock = threading.Lock()
@@ -238,7 +236,8 @@ class JobQueue:
         with self._lock:
             if self._closed or len(self._waiting) >= MAX_WAITING:
                 self._remove_files(job)
-                raise QueueFull(f"the queue is full ({MAX_WAITING} photos waiting); try again when some are done")
+                raise QueueFull("the server is stopping" if self._closed else
+                                f"the queue is full ({MAX_WAITING} photos waiting); try again when some are done")
             job.position = len(self._waiting)
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -273,20 +272,26 @@ class JobQueue:
             self._report(other)
         return True
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the workers (running jobs stop at their next tile) and delete every job's files."""
+    def cancel_all(self) -> None:
+        """Take no more photos and cancel every job (a running one stops at its next tile); returns at once."""
         with self._lock:
             self._closed = True
             for job in self._jobs.values():
                 job.cancelled = True
             self._waiting.clear()
             self._ready.notify_all()
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """`cancel_all`, wait up to `timeout` seconds for the workers, and delete every job's files. True when
+        every worker has stopped; False when one is still inside the model, which Python cannot interrupt."""
+        self.cancel_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             for job in self._jobs.values():
                 self._remove_files(job)
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _work(self) -> None:
         while True:
@@ -306,17 +311,21 @@ class JobQueue:
     def _run(self, job: WebJob) -> None:
         """Read, preview, upscale and write one photo; whatever goes wrong becomes the job's one-line error."""
         start = time.perf_counter()
+        job.deadline = time.monotonic() + self.job_timeout
         try:
             upscaler, job.model_used = self.models.get(job.settings.model, job.input, job.settings.scale,
                                                           job.settings.ensemble)
+            self._check_header(job, upscaler)
             picture = read_image(job.input, max_pixels=self.max_pixels)
             h, w = picture.rgb.shape[:2]
             job.input_size = (w, h)
-            job.total = tile_count(upscaler, h, w, job.settings.scale, 1 + (picture.alpha is not None))
+            job.total = upscaler.tile_count(h, w, job.settings.scale) * (1 + (picture.alpha is not None))
+            self._check(job)
             write_image(job.before, picture, format="png")
             job.has_before = True
             self._report(job)
             del picture
+            self._check(job)
             with upscaler.reporting(lambda: self._tick(job)):
                 _, size, notes = upscale_file(
                     upscaler, Job(Source(job.input, Path(job.input.name)), job.output), job.settings.scale,
@@ -335,9 +344,31 @@ class JobQueue:
                 self._remove_files(job)
         self._report(job)
 
-    def _tick(self, job: WebJob) -> None:
+    def _check_header(self, job: WebJob, upscaler: Upscaler) -> None:
+        """Refuse from the header alone, before a pixel is decoded, a photo whose result is over the output limit,
+        or one thinner than the model's stride (computed padded to it) that is then over --max-pixels."""
+        try:
+            with open_image(job.input) as im:
+                w, h = im.size
+        except Exception:  # not an image, damaged, over Pillow's bomb limit: read_image says which, as infer does
+            return
+        scale, stride = job.settings.scale, upscaler.stride
+        if w * h <= self.max_pixels and (problem := size_problem(h, w, scale, upscaler.intermediate_size(h, w, scale))):
+            raise ImageError(f"{job.input}: {problem}")
+        if w * h <= self.max_pixels < (padded := max(h, stride) * max(w, stride)):
+            raise ImageError(f"{job.input} is {w}×{h}, computed as {padded / 1e6:.3g} MP once padded to the model's "
+                             f"{stride}-pixel grid: over the {self.max_pixels / 1e6:g} MP limit (--max-pixels)")
+
+    def _check(self, job: WebJob) -> None:
+        """Stop a job whose photo was removed (Cancelled) or that is over its time limit (JobTimeout)."""
         if job.cancelled:
             raise Cancelled
+        if time.monotonic() > job.deadline:
+            limit = f"{self.job_timeout / 60:g} min" if self.job_timeout >= 60 else f"{self.job_timeout:g} s"
+            raise JobTimeout(f"{job.name}: stopped after the time limit for one photo ({limit}, --job-timeout)")
+
+    def _tick(self, job: WebJob) -> None:
+        self._check(job)
         job.done = min(job.done + 1, job.total)
         now = time.monotonic()
         if now - job._last_report >= PROGRESS_EVERY_S or job.done == job.total:
@@ -354,6 +385,8 @@ class JobQueue:
 
     def _clean(self, job: WebJob, text: str) -> str:
         text = text.replace(str(job.input), job.name).replace(str(job.output), job.download_name)
+        for model in self.models.files():  # a damaged model file is named, never its folder on this server
+            text = text.replace(str(model), model.name)
         return one_line(text.replace(str(self.folder) + os.sep, "").replace(str(self.folder), "the work folder"))
 
     def _report(self, job: WebJob) -> None:
