@@ -1,3 +1,4 @@
+import re
 import warnings
 from pathlib import Path
 
@@ -113,6 +114,23 @@ def test_a_folder_of_non_images_is_one_clear_error(tmp_path: Path) -> None:
         CropDataset(find_images([tmp_path]), crop=32, scale=2)
     message = str(caught.value)
     assert "\n" not in message and "a.jpg: not a supported image" in message
+
+
+def test_photos_that_all_fail_to_decode_end_in_one_line_even_from_a_worker(photo_dir: Path, tmp_path: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    for name in ("p0.png", "p1.png"):
+        whole = (photo_dir / name).read_bytes()
+        (folder / name).write_bytes(whole[: len(whole) // 2])  # headers pass the up-front check; pixels do not
+    ds = CropDataset(find_images([folder]), crop=32, scale=2)
+    with pytest.raises(UnetsrError) as caught:  # raised in the worker process, re-raised here by torch
+        next(iter(DataLoader(ds, batch_size=2, num_workers=1)))
+    message = str(caught.value)
+    assert re.fullmatch(r"20 training photos in a row failed to decode \(the last: .*p[01]\.png is damaged or "
+                        r"truncated: .*\); check the training folders", message), message
+    assert "\n" not in message and "Traceback" not in message and "worker" not in message
 
 
 def test_step_sampler_resumes_and_splits_ranks() -> None:

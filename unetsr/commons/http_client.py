@@ -172,9 +172,10 @@ def fetch(
     """GET `url` and return `consume(response, chunks)`, the chunks being its body cut off at `limit` bytes.
 
     Each try must end within `seconds`, plus one second for every `min_rate` bytes of body received (0:
-    none), so a slow drip is cut at `seconds` while a large file that keeps arriving is not. Timeouts, connection errors (before or during the body), 5xx
-    and 429 are retried with backoff (Retry-After honoured); other 4xx, a body over the limit and a
-    missed deadline fail at once. `consume` is called once per try that gets a 2xx answer.
+    none), so a slow drip is cut at `seconds` while a large file that keeps arriving is not. Timeouts,
+    connection errors (before or during the body), 5xx and 429 are retried with backoff (Retry-After
+    honoured); other 4xx, a body over the limit and a missed deadline fail at once. `consume` is called
+    once per try that gets a 2xx answer.
     """
     for attempt in range(retry.retries + 1):
         failure: Exception | None = None

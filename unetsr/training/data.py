@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from unetsr.core.errors import UnetsrError, first_line
+from unetsr.core.errors import UnetsrError, first_line, one_line
 from unetsr.imaging.formats import READ_NAMES, open_image
 from unetsr.imaging.photos import (
     DEFAULT_MAX_PIXELS,
@@ -31,6 +31,17 @@ from unetsr.imaging.photos import (
 from unetsr.imaging.resize import make_lr, resize
 from unetsr.training.degradations import PRESETS, apply
 from unetsr.training.recipes import DOWNSCALE_MODES
+
+
+class TrainingDataError(UnetsrError):
+    """Training photos that cannot be used. Its message stays one line when a DataLoader worker re-raises it
+    (torch rebuilds it from "Caught ... in DataLoader worker ... Original Traceback ...")."""
+
+    def __init__(self, message: str = "") -> None:
+        if message.startswith("Caught ") and "\nOriginal Traceback" in message:
+            last = message.rstrip().rsplit("\n", 1)[-1]  # "unetsr.training.data.TrainingDataError: <message>"
+            message = last.split(": ", 1)[-1]
+        super().__init__(message)
 
 
 def find_images(folders: Sequence[str | Path]) -> list[Path]:
@@ -77,7 +88,7 @@ def usable_photos(paths: Sequence[Path], min_side: int, downscale_by: float = 1.
     usable = [path for path, problem in problems if problem is None]
     skipped = [problem for _, problem in problems if problem is not None]
     if not usable:
-        raise UnetsrError(f"none of the {len(skipped)} training photos can be used (each must be a {READ_NAMES} "
+        raise TrainingDataError(f"none of the {len(skipped)} training photos can be used (each must be a {READ_NAMES} "
                           f"image at least {min_side} px on its short side): {_listed(skipped)}")
     if skipped:
         warnings.warn(f"skipping {len(skipped)} of {len(problems)} training photos: {_listed(skipped)}", stacklevel=3)
@@ -149,7 +160,8 @@ class CropDataset(Dataset):
         self.downscalers = tuple(downscalers)
         self.cache_bytes = cache_mb * 2**20
         self._cache: OrderedDict[Path, Image.Image | np.ndarray] = OrderedDict()
-        self._bad: set[Path] = set()
+        self._failed: set[Path] = set()
+        self._bad: list[str] = []  # why each photo in _failed failed, in order
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -161,8 +173,9 @@ class CropDataset(Dataset):
             if image is not None:
                 break
         else:
-            raise UnetsrError("20 photos in a row failed to decode or are smaller than the crop; "
-                              "check the training folders")
+            last = one_line(self._bad[-1]) if self._bad else "no reason recorded"
+            raise TrainingDataError(f"20 training photos in a row failed to decode (the last: {last}); "
+                                    "check the training folders")
         hr = self._random_crop(image, rng)
         hr = np.rot90(hr[:, ::-1] if rng.random() < 0.5 else hr, k=int(rng.integers(4)))
         hr_t = to_tensor(hr)
@@ -197,16 +210,17 @@ class CropDataset(Dataset):
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
-        if path in self._bad:
+        if path in self._failed:
             return None
         try:
             image = load_photo(path, self.photo_downscale)
             short = min(image.size) if isinstance(image, Image.Image) else min(image.shape[:2])
             if short < self.crop:
-                raise UnetsrError(f"{short} px short side is smaller than the {self.crop} px crop")
-        except UnetsrError as exc:
-            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
-            self._bad.add(path)
+                raise UnetsrError(f"{path}: {short} px short side is smaller than the {self.crop} px crop")
+        except UnetsrError as exc:  # read_image's errors name the file
+            warnings.warn(f"skipping a training photo: {exc}", stacklevel=2)
+            self._failed.add(path)
+            self._bad.append(str(exc))
             return None
         self._cache[path] = image
         while sum(_nbytes(a) for a in self._cache.values()) > self.cache_bytes and len(self._cache) > 1:

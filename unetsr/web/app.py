@@ -248,7 +248,7 @@ def create_app(jobs: JobQueue, models: Models, hub: Hub, *, max_upload: int, max
             return error(400, "client: a page id of 8 to 64 letters and digits is needed")
         queue = hub.subscribe(client)
         if queue is None:
-            return error(503, f"too many pages are open ({MAX_STREAMS}); close some and reload")
+            return error(503, f"too many pages are open ({MAX_STREAMS}), or the server is stopping; reload later")
 
         async def stream() -> AsyncIterator[str]:
             sent: dict[str, int] = {}  # job id -> the last seq sent: older snapshots still queued are dropped
