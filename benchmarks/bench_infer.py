@@ -100,7 +100,7 @@ def measure(checkpoint: str | None, lr_h: int, lr_w: int, tile: int, overlap: in
 
 
 def has_onnxruntime() -> bool:
-    """True when onnxruntime and onnx can be imported (pip install 'unetsr[onnx]')."""
+    """True when onnxruntime and onnx can be imported (pip install -e '.[onnx]')."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_precision import as_batch  # noqa: E402
 from common import benchmark_model, header  # noqa: E402
 
+from unetsr.core.precision import PRECISIONS  # noqa: E402
 from unetsr.evaluation.metrics import psnr_y  # noqa: E402
 from unetsr.imaging.photos import read_image  # noqa: E402
 from unetsr.imaging.resize import make_lr  # noqa: E402
@@ -39,7 +40,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("photos", nargs="+")
     p.add_argument("--checkpoint")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--tile", type=int, default=96, help="LR pixels per tile side (default 96: many seams)")
     p.add_argument("--overlaps", type=int, nargs="+", default=[0, 8, 16, 24, 32])
     args = p.parse_args()

@@ -36,7 +36,7 @@ def test_postscript_under_any_name_is_not_a_supported_image(tmp_path: Path, name
                                                             ghostscript_calls: list[object]) -> None:
     path = tmp_path / name
     path.write_bytes(EPS)
-    with pytest.raises(ImageError, match="not a supported image"):
+    with pytest.raises(ImageError, match="not a supported image|EPS is not supported"):
         read_image(path)
     assert jpeg_quality(path) is None
     with pytest.raises(DownloadError):

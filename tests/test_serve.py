@@ -623,9 +623,11 @@ def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkey
     from unetsr.inference import choice as models_module
 
     picked: list[str] = []
-    monkeypatch.setattr(webqueue, "choose", lambda path, scale: picked.append((Path(path).name, scale))
+    from unetsr.web import models as web_models
+
+    monkeypatch.setattr(web_models, "choose", lambda path, scale: picked.append((Path(path).name, scale))
                         or models_module.Choice("x4" if scale >= 3 else "x2", "test"))
-    monkeypatch.setattr(webqueue, "installed", lambda: ["x2", "x4"])
+    monkeypatch.setattr(web_models, "installed", lambda: ["x2", "x4"])
     page_models = Models(device="cpu")
     loads: list[tuple[str, bool]] = []
 
@@ -650,3 +652,36 @@ def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkey
     assert get("x4", None, 2.0, True) == ("shipped x4 model", True, "shipped x4 model (x8 self-ensemble) (chosen on the page)")
     assert loads == [("x4", False), ("x2", False), ("x4", True)]  # each loaded once
     assert "JPEG quality" in page_models.labels()["auto"]
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_a_library_bug_is_one_line_unless_unetsr_debug_asks_for_the_traceback(
+        tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        debug: str) -> None:
+    """The web queue follows infer's rule: one line for an unexpected error, its traceback with UNETSR_DEBUG."""
+    from unetsr.web import queue as queue_module
+
+    def buggy(*args, **kwargs):
+        raise KeyError("a bug in the library")
+
+    monkeypatch.setenv("UNETSR_DEBUG", debug)
+    monkeypatch.setattr(queue_module, "upscale_file", buggy)
+    work = tmp_path / "work"
+    work.mkdir()
+    jobs = JobQueue(Models(tiny_checkpoint, device="cpu", tile=16, tile_overlap=0), work, workers=1, max_pixels=10_000)
+    try:
+        job = jobs.new_job(CLIENT, "photo.png", Settings(2.0))
+        save_photo(job.input)
+        jobs.submit(job)
+        deadline = time.monotonic() + DEADLINE_S
+        while not job.finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        jobs.close()
+    assert job.state == "failed" and job.error == "internal error: KeyError: 'a bug in the library'"
+    err = capsys.readouterr().err
+    assert ("Traceback (most recent call last)" in err) == bool(debug)
+    if not debug:
+        assert err.strip().splitlines() == [
+            "unetsr.serve: internal error on 'photo.png': KeyError: 'a bug in the library' "
+            "(UNETSR_DEBUG=1 shows the traceback)"]

@@ -381,3 +381,17 @@ def test_ctrl_c_saves_the_step_in_progress_and_resume_continues(photos: Path, tm
     assert saved >= 3 and max(r["step"] for r in read_log(out)) == saved  # nothing done after it was lost
     assert f"stopped at step {saved}, saved to {out / 'last.pt'}; continue with: python -m unetsr.train" in err
     assert err.rstrip().endswith("--resume") and "Traceback" not in err
+
+
+def test_a_recipe_says_which_shipped_model_it_continues() -> None:
+    """recipes/x2.json is the last stage of the shipped model: it names that model as its --init."""
+    from unetsr.training.loop import warm_start
+
+    recipe = load_recipe("x2")
+    assert recipe["train"]["init"] == "shipped:x2"
+    model = build_model(ModelConfig.from_dict(recipe["model"]))
+    assert warm_start(model, "shipped:x2") == "48 of 48 decoder tensors"
+    shipped = load_checkpoint(ROOT / "unetsr" / "model" / "weights" / "unetsr_x2.pt").model.state_dict()
+    assert torch.equal(model.state_dict()["tail.weight"], shipped["tail.weight"])
+    with pytest.raises(UnetsrError, match="no shipped model 'x9'"):
+        warm_start(model, "shipped:x9")

@@ -73,3 +73,33 @@ def test_the_output_is_marked_and_the_writers_notes_come_back(tiny_model, tmp_pa
 
     assert notes == ("the EXIF (200 KB) is more than a JPEG holds (64 KB): kept it without ImageDescription",)
     assert is_unetsr_output(dest) and not is_unetsr_output(src)
+
+
+def test_a_photo_too_big_to_upscale_is_refused_from_its_header(tiny_model, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3,000×3,000 PNG at x16 (a 2,304 MP output) is refused before a single pixel is decoded."""
+    import struct
+    import zlib
+
+    from unetsr.batch import one_file
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    src = tmp_path / "huge.png"  # a header that promises 9 MP and no pixel data at all
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3000, 3000, 8, 2, 0, 0, 0))
+                    + chunk(b"IEND", b""))
+    monkeypatch.setattr(one_file, "read_image", lambda *a, **k: pytest.fail("pixels decoded"))
+    with pytest.raises(ImageError, match="the x16 output would be 2304 MP, over the 400 MP output limit"):
+        upscale_file(Upscaler(tiny_model, precision="fp32"), _job(src, tmp_path / "out.png"), 16.0,
+                     **{**OPTIONS, "max_pixels": 10**8})
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_thin_photo_is_judged_by_the_padded_image_the_model_computes() -> None:
+    from unetsr.batch.plan import size_problem
+
+    assert size_problem(1, 60_000_000, 2.0) is None  # a 240 MP output on its own is allowed
+    assert size_problem(1, 60_000_000, 2.0, stride=8) == (
+        "a 60000000×1 photo is computed padded to a multiple of 8 px, 1920 MP at x2, over the 400 MP limit")
+    assert size_problem(64, 64, 2.0, stride=8) is None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from unetsr.cli import DEFAULT_TILE, fail, int_in, one_line, positive_int, prog_name
 from unetsr.core.errors import UnetsrError, first_line
+from unetsr.core.precision import PRECISIONS
 from unetsr.evaluation.benchmark import (
     FORMATS,
     MODEL_ROW,
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int_in(0), default=DEFAULT_TILE, metavar="N",
                    help="tile size for the model in LR pixels, 0 for none (default: %(default)s)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N photos (sorted)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the model's number format; auto: bf16 on CPUs with native bf16, else fp32 "
                         "(default: %(default)s)")
     p.add_argument("--ensemble", action="store_true",

@@ -14,7 +14,6 @@ each process on its own GPU or share of the CPU cores, with one summary at the e
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import traceback
@@ -38,14 +37,14 @@ from unetsr.batch.plan import (
     plan_jobs,
 )
 from unetsr.cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
-from unetsr.core.errors import UnetsrError, first_line
+from unetsr.core.errors import UnetsrError, debug_requested, first_line
+from unetsr.core.precision import PRECISIONS
 from unetsr.imaging.photos import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:  # torch is imported only once the arguments are good: -h and usage errors stay instant
     from unetsr.inference.choice import ModelPicker
 
 MAX_MEGAPIXELS = 10_000  # --max-pixels cannot usefully go higher: the output limit is 400 MP
-PRECISIONS = ("auto", "bf16", "fp32")
 RUNTIMES = ("torch", "onnx")
 
 
@@ -68,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which shipped model: auto (default) picks the JPEG model for JPEGs of estimated quality "
                         "below 90 and the clean one for the rest; clean or jpeg forces one")
     p.add_argument("--runtime", choices=RUNTIMES,
-                   help="torch, or onnx (onnxruntime, float32; pip install 'unetsr[onnx]'); "
+                   help="torch, or onnx (onnxruntime, float32; pip install -e '.[onnx]'); "
                         "default: onnx for a .onnx --checkpoint, else torch")
     add_tiling_arguments(p)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="number format: auto (default) is bfloat16 with channels_last on CPUs that compute it "
-                        "natively, float32 elsewhere")
-    p.add_argument("--half", action="store_true", help="float16 on a GPU (ignored on the CPU)")
+                        "natively, bf16 or fp16 on CUDA GPUs, float32 elsewhere; fp16 is for GPUs")
+    p.add_argument("--half", action="store_true", help=argparse.SUPPRESS)  # older spelling of --precision fp16
     p.add_argument("--ensemble", action="store_true",
                    help="average the model over the 8 flips and transposes of the image: 8x the time, "
                         "slightly better (docs/model-card.md)")
@@ -92,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the traceback of each failure after its one line, for bug reports "
                         "(also UNETSR_DEBUG=1)")
     return p
-
-
-def debug_from_environment() -> bool:
-    """Whether UNETSR_DEBUG asks for tracebacks (1, true, yes or on, any case)."""
-    return os.environ.get("UNETSR_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _label() -> str:
@@ -189,8 +183,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     runtime = pick_runtime(args.runtime, args.checkpoint)
     if runtime == "onnx" and not args.checkpoint:
         parser.error("--runtime onnx needs --checkpoint MODEL.onnx (made by python -m unetsr.export CKPT MODEL.onnx)")
-    if runtime == "onnx" and (args.half or args.precision == "bf16"):
-        parser.error("--runtime onnx runs in float32; --half and --precision bf16 are for the torch runtime")
+    if runtime == "onnx" and (args.half or args.precision in ("bf16", "fp16")):
+        parser.error("--runtime onnx runs in float32; --half and --precision bf16/fp16 are for the torch runtime")
     if args.checkpoint and args.model != "auto":
         parser.error(f"--model {args.model} picks a shipped model; it cannot be combined with --checkpoint")
     if runtime == "torch" and args.checkpoint and Path(args.checkpoint).suffix.lower() == ".onnx":
@@ -200,7 +194,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not args.quiet:
             _say(f"{label}: note: {text}")
 
-    debug = args.debug or debug_from_environment()
+    debug = args.debug or debug_requested()
 
     def report(text: str) -> None:
         """One line for a failure; with --debug, the traceback of the exception being handled after it."""

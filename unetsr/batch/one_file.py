@@ -14,6 +14,7 @@ import numpy as np
 
 from unetsr.batch.plan import Job, size_problem
 from unetsr.core.errors import ImageError, first_line
+from unetsr.imaging.formats import open_image
 from unetsr.imaging.photos import read_image, write_image
 
 if TYPE_CHECKING:  # torch stays unimported until an Upscaler exists
@@ -37,11 +38,23 @@ def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int,
                  overwrite: bool, progress: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[str, ...]]:
     """Read, upscale and write one image (marked as unetsr's output); returns its (width, height) before and
     after, and the notes of the reader and the writer (metadata the output format could not hold, ...)."""
+    intermediate = getattr(upscaler, "intermediate_size", None)
+    stride = getattr(upscaler, "stride", 1)
+
+    def check(h: int, w: int) -> None:
+        if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None, stride=stride):
+            raise ImageError(f"{job.source.path}: {problem}")
+
+    try:  # the header alone decides most refusals: no pixel is decoded for them
+        with open_image(job.source.path) as header:
+            size = header.size
+    except Exception:  # noqa: BLE001 - read_image below says what is wrong with the file, in its words
+        size = None
+    if size is not None:
+        check(*sorted(size))  # orientation is not applied yet; the checks look at the area and the thin side
     picture = read_image(job.source.path, max_pixels=max_pixels)
     h, w = picture.rgb.shape[:2]
-    intermediate = getattr(upscaler, "intermediate_size", None)
-    if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None):
-        raise ImageError(f"{job.source.path}: {problem}")
+    check(h, w)
     ensure_folder(job.dest.parent)
     if picture.alpha is None:
         rgb, alpha = upscaler.upscale_array(picture.rgb, scale, progress=progress), None

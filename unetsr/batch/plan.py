@@ -278,9 +278,10 @@ def plan_jobs(sources: Sequence[Source], suffix: str, output: Path | None = None
 
 
 def size_problem(height: int, width: int, scale: float, largest: tuple[int, int] | None = None,
-                 limit_mp: float = MAX_OUTPUT_MEGAPIXELS) -> str | None:
+                 limit_mp: float = MAX_OUTPUT_MEGAPIXELS, stride: int = 1) -> str | None:
     """Why an H×W input must not be upscaled by `scale`: its output, or `largest`, the biggest intermediate
-    image the model computes on the way (several passes, then a resize), would be over `limit_mp` megapixels."""
+    image the model computes on the way (several passes, then a resize), would be over `limit_mp` megapixels;
+    or, for a photo thinner than the model's `stride`, the padded image the model computes instead would be."""
     final_mp = max(1, round(height * scale)) * max(1, round(width * scale)) / 1e6
     largest_mp = math.prod(largest) / 1e6 if largest else final_mp
     if final_mp > limit_mp:
@@ -289,4 +290,8 @@ def size_problem(height: int, width: int, scale: float, largest: tuple[int, int]
     if largest_mp > limit_mp:
         return (f"the x{format_scale(scale)} output passes through a {largest_mp:.0f} MP intermediate image, over "
                 f"the {limit_mp:g} MP limit; use a smaller --scale")
+    padded = math.ceil(height / stride) * stride * math.ceil(width / stride) * stride
+    if padded * scale * scale / 1e6 > limit_mp:
+        return (f"a {width}×{height} photo is computed padded to a multiple of {stride} px, "
+                f"{padded * scale * scale / 1e6:.0f} MP at x{format_scale(scale)}, over the {limit_mp:g} MP limit")
     return None

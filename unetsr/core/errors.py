@@ -1,4 +1,7 @@
-"""Exceptions that carry a one-line, user-facing message; CLIs print them without a traceback."""
+"""Exceptions that carry a one-line, user-facing message; CLIs print them without a traceback (unless
+UNETSR_DEBUG asks for it)."""
+
+import os
 
 
 class UnetsrError(Exception):
@@ -35,3 +38,9 @@ def one_line(text: object) -> str:
     """Text made safe for a one-line message: newlines and other control characters shown escaped."""
     s = str(text)
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
+
+
+def debug_requested() -> bool:
+    """Whether UNETSR_DEBUG asks for tracebacks (1, true, yes or on, any case): the one switch that `infer
+    --debug` sets and the web page's queue reads, so a library bug can be reported with its traceback."""
+    return os.environ.get("UNETSR_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")

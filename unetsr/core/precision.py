@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, ContextManager
 
@@ -31,10 +32,16 @@ def cpu_has_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' -> the fastest safe format for `device` ('bf16', 'fp16' or 'fp32'); others checked and kept."""
+def resolve_precision(name: str, device: torch.device, half: bool = False) -> str:
+    """'auto' -> the fastest safe format for `device` ('bf16', 'fp16' or 'fp32'); others checked and kept.
+    The one rule for training and inference alike. `half` (the old --half) asks for fp16 on a GPU and is
+    ignored, with a warning, on the CPU."""
     import torch
 
+    if half and device.type == "cpu":
+        warnings.warn("half (float16) is for GPUs and is ignored on the CPU", stacklevel=3)
+    elif half:
+        return "fp16"
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name != "auto":
@@ -43,8 +50,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_bf16() else "fp32"
+    if device.type == "cpu":  # bf16 convolutions are oneDNN's: without it bf16 would be slower than fp32
+        return "bf16" if cpu_has_bf16() and torch.backends.mkldnn.is_available() else "fp32"
     return "fp32"
 
 

@@ -82,7 +82,7 @@ def export_onnx(src: str | Path, dst: str | Path, meta: dict[str, Any] | None = 
     try:
         import onnx  # noqa: F401  (the exporter and the metadata need it)
     except ImportError as exc:
-        raise UnetsrError("ONNX export needs the onnx package: pip install 'unetsr[onnx]'") from exc
+        raise UnetsrError("ONNX export needs the onnx package: pip install -e '.[onnx]'") from exc
     source = load_checkpoint(src)
     images = check_images(check, source.config.scale)
     data = onnx_bytes(source.model, {**source.meta, **(meta or {})}, opset)

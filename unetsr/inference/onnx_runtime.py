@@ -38,7 +38,7 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise UnetsrError("onnxruntime is not installed: pip install 'unetsr[onnx]' "
+        raise UnetsrError("onnxruntime is not installed: pip install -e '.[onnx]' "
                           "(or pip install onnxruntime)") from exc
     return onnxruntime
 

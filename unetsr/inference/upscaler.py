@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from tqdm import tqdm
 from unetsr.core.errors import NonFiniteError
 from unetsr.core.precision import (
     autocast,
-    cpu_has_bf16,
     memory_format,
     resolve_precision,
 )
@@ -57,22 +55,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def inference_precision(precision: str, device: torch.device, half: bool = False) -> str:
-    """The number format inference uses: 'fp32', 'bf16' or 'fp16'.
-
-    'auto' is bf16 on CPUs with native bf16 (and oneDNN), fp32 elsewhere; `half` asks for fp16 on a GPU
-    and is ignored, with a warning, on the CPU.
-    """
-    if half and device.type == "cpu":
-        warnings.warn("half (float16) is for GPUs and is ignored on the CPU", stacklevel=3)
-    elif half:
-        return "fp16"
-    if precision == "auto":
-        native = device.type == "cpu" and cpu_has_bf16() and torch.backends.mkldnn.is_available()
-        return "bf16" if native else "fp32"
-    return resolve_precision(precision, device)
-
-
 class Upscaler:
     """Upscales images with a UNetSR model, in tiles when `tile` is set (bounded memory).
 
@@ -93,7 +75,7 @@ class Upscaler:
             self.memory_format, self.model = torch.contiguous_format, model
         else:
             self.device = pick_device(device)
-            self.precision = inference_precision(precision, self.device, half)
+            self.precision = resolve_precision(precision, self.device, half)
             self.dtype = torch.float16 if self.precision == "fp16" else torch.float32  # of the weights
             self.memory_format = memory_format(self.device)  # channels_last on CPUs, in fp32 too (docs/performance.md)
             self.model = copy.deepcopy(model).eval().to(self.device, self.dtype, memory_format=self.memory_format)

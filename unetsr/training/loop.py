@@ -28,7 +28,7 @@ from unetsr.core.precision import autocast, memory_format, resolve_precision
 from unetsr.evaluation.metrics import psnr_y, ssim_y
 from unetsr.imaging.resize import upscale_baseline
 from unetsr.model.backbone import load_resnet18
-from unetsr.model.checkpoint import load_checkpoint, save_checkpoint
+from unetsr.model.checkpoint import load_checkpoint, load_shipped, save_checkpoint
 from unetsr.model.config import ModelConfig
 from unetsr.model.network import ResBlock, UNetSR, count_parameters
 from unetsr.training.data import (
@@ -47,6 +47,9 @@ from unetsr.training.progress import (
 )
 from unetsr.training.recipes import CHANGEABLE_ON_RESUME, TrainConfig
 from unetsr.training.run_folder import RunFolder
+
+SHIPPED_PREFIX = "shipped:"
+"""`--init shipped:x2` (or "init": "shipped:x2" in a recipe) warm-starts from a shipped model."""
 
 
 @dataclass(frozen=True)
@@ -265,8 +268,10 @@ def warm_start(model: UNetSR, path: str | Path) -> str:
     """Copy into `model` every decoder tensor of the checkpoint at `path` whose name and shape match
     (a fresh optimiser follows); returns 'N of M decoder tensors'. Residual blocks that get no tensor
     from it (a model grown by more blocks) start with a zero last convolution, as identities, so the
-    grown model starts as the one it grew from. Refuses a checkpoint that shares none."""
-    source = load_checkpoint(path).model.state_dict()
+    grown model starts as the one it grew from. Refuses a checkpoint that shares none. `shipped:NAME`
+    (as a recipe can say) is the shipped model NAME, SHA-256 checked."""
+    shipped_name = str(path).removeprefix(SHIPPED_PREFIX) if str(path).startswith(SHIPPED_PREFIX) else None
+    source = (load_shipped(shipped_name) if shipped_name else load_checkpoint(path)).model.state_dict()
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     matched = {k: source[k] for k, v in own.items() if k in source and source[k].shape == v.shape}
     if not matched:

@@ -17,21 +17,23 @@ import time
 import traceback
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from unetsr.batch.one_file import upscale_file
 from unetsr.batch.plan import Job, Source, output_suffix, size_problem
-from unetsr.core.errors import ImageError, UnetsrError, first_line, one_line
+from unetsr.core.errors import (
+    ImageError,
+    UnetsrError,
+    debug_requested,
+    first_line,
+    one_line,
+)
 from unetsr.imaging.formats import open_image
 from unetsr.imaging.photos import read_image, write_image
-from unetsr.inference.choice import choose, installed
 from unetsr.inference.upscaler import Upscaler
-from unetsr.model.checkpoint import shipped_path
+from unetsr.web.models import Models, TrackedUpscaler  # noqa: F401 - importable from the queue as before
 
 MAX_WAITING = 100  # photos queued at once; one more is refused ("the queue is full") rather than piling up
 MAX_KEPT = 100  # finished jobs kept (their files too); beyond this the oldest finished ones are removed
@@ -49,68 +51,6 @@ class QueueFull(UnetsrError):
 
 class JobTimeout(UnetsrError):
     """A photo took longer than the queue's time limit for one job; raised at its next tile."""
-
-
-class TrackedUpscaler(Upscaler):
-    """An Upscaler that calls the current thread's `tick` after every tile it computes (for progress)."""
-
-    _hooks = threading.local()
-
-    def _run_model(self, patch: torch.Tensor) -> torch.Tensor:
-        result = super()._run_model(patch)
-        if (tick := getattr(self._hooks, "tick", None)) is not None:
-            tick()
-        return result
-
-    @contextmanager
-    def reporting(self, tick: Callable[[], None]) -> Iterator[None]:
-        """Within this block, `tick()` runs after each tile computed by this thread; it may raise to stop."""
-        self._hooks.tick = tick
-        try:
-            yield
-        finally:
-            self._hooks.tick = None
-
-
-class Models:
-    """The models the page offers: 'auto' (the --checkpoint, else the shipped model `choice.choose` picks per
-    photo, as infer does) and each installed shipped model by its SHIPPED name, never another file beside them;
-    each loaded once, when first used (shipped ones SHA-256-checked, by `Upscaler.from_shipped`), and shared."""
-
-    def __init__(self, checkpoint: str | Path | None = None, **options: object) -> None:
-        self.options = options
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.names: tuple[str, ...] = ("auto", *sorted(installed()))
-        self._loaded: dict[tuple[str, bool], TrackedUpscaler] = {}
-        self._lock = threading.Lock()
-
-    def labels(self) -> dict[str, str]:
-        """Model name -> what the page shows for it."""
-        auto = f"auto ({self.checkpoint.name if self.checkpoint else 'by scale and JPEG quality'})"
-        return {name: auto if name == "auto" else f"{name} (shipped)" for name in self.names}
-
-    def files(self) -> list[Path]:
-        """The model files the page may load: messages shown on the page name them without their folders."""
-        return [path for path in (self.checkpoint, *map(shipped_path, self.names[1:])) if path is not None]
-
-    def get(self, name: str, source: Path | None = None, outscale: float = 2.0, ensemble: bool = False,
-            ) -> tuple[TrackedUpscaler, str]:
-        """The upscaler for a model name, and which model that is and why, as infer's per-file line says it
-        (KeyError for an unknown name; CheckpointError if it cannot load). 'auto' without a --checkpoint is the
-        shipped model chosen for the photo at `source` and `outscale`; `ensemble`: the x8 self-ensemble."""
-        if name not in self.names:
-            raise KeyError(name)
-        why = "" if name == "auto" else " (chosen on the page)"
-        if name == "auto" and self.checkpoint is None:
-            choice = choose(source, outscale)
-            name, why = choice.name, f": {choice.reason}"
-        with self._lock:
-            if (name, ensemble) not in self._loaded:
-                self._loaded[name, ensemble] = (
-                    TrackedUpscaler.from_checkpoint(self.checkpoint, **self.options, ensemble=ensemble)
-                    if name == "auto" else TrackedUpscaler.from_shipped(name, **self.options, ensemble=ensemble))
-            upscaler = self._loaded[name, ensemble]
-        return upscaler, upscaler.name + upscaler.ensemble_note + why
 
 
 @dataclass(frozen=True)
@@ -377,10 +317,15 @@ class JobQueue:
 
     def _reason(self, job: WebJob, exc: Exception) -> str:
         """The one line the page shows: the library's own message, with our file names swapped for the
-        photo's; unexpected errors are named and their traceback goes to the server's stderr."""
+        photo's; unexpected errors are named, in one line on the server's stderr too, with their traceback
+        when UNETSR_DEBUG asks for it (as `infer --debug`)."""
         if isinstance(exc, (UnetsrError, OSError, ValueError)):
             return self._clean(job, str(exc) if isinstance(exc, UnetsrError) else first_line(exc))
-        traceback.print_exception(exc, file=sys.stderr)
+        if debug_requested():
+            traceback.print_exception(exc, file=sys.stderr)
+        else:
+            print(f"unetsr.serve: internal error on {job.name!r}: {type(exc).__name__}: {one_line(first_line(exc))} "
+                  "(UNETSR_DEBUG=1 shows the traceback)", file=sys.stderr, flush=True)
         return self._clean(job, f"internal error: {type(exc).__name__}: {first_line(exc)}")
 
     def _clean(self, job: WebJob, text: str) -> str:
