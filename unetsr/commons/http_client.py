@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import requests
 import urllib3
 
-from unetsr import __version__
 from unetsr.commons.deadline import Deadline, watch_deadlines
 from unetsr.core.errors import DownloadError
+from unetsr.core.version import __version__
 
 T = TypeVar("T")
 

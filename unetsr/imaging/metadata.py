@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from unetsr import __version__
+from unetsr.core.version import __version__
 from unetsr.imaging import png16
 
 ORIENTATION_TAG = 0x0112
