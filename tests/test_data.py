@@ -226,7 +226,7 @@ def test_a_degraded_item_is_the_same_every_time_and_its_hr_is_clean(photo_dir: P
     clean = CropDataset(paths, crop=32, scale=2, seed=2)
     first, again = (CropDataset(paths, crop=32, scale=2, seed=2, degrade=preset) for _ in range(2))
     for i in range(5):
-        (lr, hr), (lr2, hr2), (lr_c, hr_c) = first[i], again[i], clean[i]
+        (lr, hr), (lr2, hr2), (_, hr_c) = first[i], again[i], clean[i]
         assert torch.equal(lr, lr2) and torch.equal(hr, hr2) and torch.equal(hr, hr_c)
     assert sum(not torch.equal(first[i][0], clean[i][0]) for i in range(5)) >= 3
     with pytest.raises(UnetsrError, match="unknown degradation"):
