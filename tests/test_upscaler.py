@@ -123,9 +123,11 @@ def test_bf16_keeps_the_stem_in_float32_and_the_rest_in_bf16(tiny_model: UNetSR)
 
 def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(tiny_model: UNetSR,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(upscaler_module, "cpu_has_bf16", lambda: False)
+    from unetsr.core import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     assert Upscaler(tiny_model, device="cpu").precision == "fp32"
-    monkeypatch.setattr(upscaler_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert Upscaler(tiny_model, device="cpu").precision == "bf16"
     assert Upscaler(tiny_model, device="cpu", precision="fp32").precision == "fp32"
     with pytest.raises(ValueError, match="fp16"):

@@ -6,6 +6,7 @@ queue) both call `upscale_file`; neither needs the other.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,8 +47,10 @@ def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int,
             raise ImageError(f"{job.source.path}: {problem}")
 
     try:  # the header alone decides most refusals: no pixel is decoded for them
-        with open_image(job.source.path) as header:
-            size = header.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read_image below reports what the decoder warns about, once
+            with open_image(job.source.path) as header:
+                size = header.size
     except Exception:  # noqa: BLE001 - read_image below says what is wrong with the file, in its words
         size = None
     if size is not None:
