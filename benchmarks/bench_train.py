@@ -29,10 +29,11 @@ from unetsr.training.recipes import TrainConfig  # noqa: E402
 WARMUP = 10
 
 
-def images_per_second(photos: Path, out: Path, precision: str, model: ModelConfig, args: argparse.Namespace) -> float:
+def images_per_second(photos: tuple[str, ...], out: Path, precision: str, model: ModelConfig,
+                      args: argparse.Namespace, cache_mb: int) -> float:
     """Throughput over the steps after the first WARMUP, from the loop's own cumulative log."""
-    cfg = TrainConfig(data=(str(photos),), out=str(out), steps=args.steps, batch=args.batch, crop=args.crop,
-                      workers=args.workers, log_every=1, ckpt_every=10**9, precision=precision)
+    cfg = TrainConfig(data=photos, out=str(out), steps=args.steps, batch=args.batch, crop=args.crop,
+                      workers=args.workers, log_every=1, ckpt_every=10**9, precision=precision, cache_mb=cache_mb)
     train(cfg, model)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     seconds = len(log) * args.batch / log[-1]["img_s"] - WARMUP * args.batch / log[WARMUP - 1]["img_s"]
@@ -50,6 +51,10 @@ def main() -> None:
     p.add_argument("--blocks", type=int, nargs=5, default=list(m.blocks))
     p.add_argument("--block-convs", type=int, default=m.block_convs)
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"] if cpu_has_bf16() else ["fp32"])
+    p.add_argument("--photos", nargs="+", metavar="DIR",
+                   help="train on these photo folders (default: 8 synthetic 800×600 photos, which every cache holds)")
+    p.add_argument("--cache-mb", type=int, nargs="+", default=[TrainConfig(data=(), out="").cache_mb],
+                   help="decoded-photo cache sizes to compare (e.g. 1024 4096: the old and the new default)")
     args = p.parse_args()
     model = ModelConfig(widths=tuple(args.widths), blocks=tuple(args.blocks), block_convs=args.block_convs,
                         backbone="random")
@@ -59,15 +64,21 @@ def main() -> None:
           f"the first {WARMUP} not timed; includes data loading, not process start-up or model building")
     print(f"reference: float32 matmul {matmul_reference():.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
-        photos.mkdir()
-        rng = np.random.default_rng(0)
-        for i in range(8):
-            Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(photos / f"{i}.png")
-        print("| precision | train img/s | steps/s |\n|---|---:|---:|")
+        photos: tuple[str, ...] = tuple(args.photos or ())
+        if not photos:
+            folder = Path(tmp) / "photos"
+            folder.mkdir()
+            rng = np.random.default_rng(0)
+            for i in range(8):
+                Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+            photos = (str(folder),)
+        print(f"photos: {' '.join(photos)}")
+        print("| precision | cache MB | train img/s | steps/s |\n|---|---:|---:|---:|")
         for precision in args.precision:
-            rate = images_per_second(photos, Path(tmp) / f"run-{precision}", precision, model, args)
-            print(f"| {precision} | {rate:.1f} | {rate / args.batch:.2f} |", flush=True)
+            for cache_mb in args.cache_mb:
+                rate = images_per_second(photos, Path(tmp) / f"run-{precision}-{cache_mb}", precision, model, args,
+                                         cache_mb)
+                print(f"| {precision} | {cache_mb} | {rate:.1f} | {rate / args.batch:.2f} |", flush=True)
     print(f"reference again: float32 matmul {matmul_reference():.1f} GFLOP/s")
 
 

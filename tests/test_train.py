@@ -395,3 +395,23 @@ def test_a_recipe_says_which_shipped_model_it_continues() -> None:
     assert torch.equal(model.state_dict()["tail.weight"], shipped["tail.weight"])
     with pytest.raises(UnetsrError, match="no shipped model 'x9'"):
         warm_start(model, "shipped:x9")
+
+
+def test_the_photo_cache_size_reaches_the_loader_and_may_change_on_resume(photos: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """--cache-mb sizes each loader's decoded-photo cache (a set larger than it is decoded again every pass)."""
+    seen: list[int] = []
+    real = training_module.CropDataset
+
+    def spy(*args, **kwargs):
+        dataset = real(*args, **kwargs)
+        seen.append(dataset.cache_bytes)
+        return dataset
+
+    monkeypatch.setattr(training_module, "CropDataset", spy)
+    train(run_config(photos, tmp_path, 2, val=(), cache_mb=7), TINY)
+    train(run_config(photos, tmp_path, 4, val=(), cache_mb=9), TINY, resume=True)
+    assert seen == [7 * 2**20, 9 * 2**20]
+    assert TrainConfig(data=("p",), out="o").cache_mb == 4096
+    with pytest.raises(ValueError, match="cache_mb must be at least 0"):
+        TrainConfig(data=("p",), out="o", cache_mb=-1)

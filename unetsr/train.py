@@ -36,6 +36,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
                     "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
          "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999); "
                 "validation and checkpoints use the average (0: off)",
+         "cache_mb": "megabytes of decoded photos kept in memory by each loader process (a set larger than "
+                     "this is decoded again and again: raise it if memory allows)",
          "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)",
          "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "up_blocks", "backbone",

@@ -161,7 +161,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
         step, best, spent = state["step"], state["best_psnr"], state.get("train_seconds", 0.0)
     net = DistributedDataParallel(model) if world > 1 else model
     dataset = CropDataset(find_images(cfg.data), cfg.crop, model_cfg.scale, cfg.min_crop, cfg.seed, cfg.degrade,
-                          max_crop=cfg.max_crop, photo_downscale=cfg.photo_downscale, downscalers=cfg.downscalers)
+                          max_crop=cfg.max_crop, photo_downscale=cfg.photo_downscale, downscalers=cfg.downscalers,
+                          cache_mb=cfg.cache_mb)
     loader = DataLoader(dataset, batch_sampler=StepBatchSampler(step, cfg.steps, cfg.batch, rank, world),
                         num_workers=cfg.workers, pin_memory=device.type == "cuda")
     val = (validation_crops(find_images(cfg.val), scale=model_cfg.scale, quality=cfg.val_quality)

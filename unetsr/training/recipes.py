@@ -19,7 +19,7 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 DOWNSCALE_MODES = ("bilinear", "bicubic", "area")
 
 # Fields a resumed run may change; every other one must match the saved run.
-CHANGEABLE_ON_RESUME = frozenset({"steps", "workers", "val_every", "ckpt_every", "log_every", "val", "out",
+CHANGEABLE_ON_RESUME = frozenset({"steps", "workers", "cache_mb", "val_every", "ckpt_every", "log_every", "val", "out",
                                   "data", "init"})
 
 # The loss weights and learning rate that won for each backbone (docs/model-card.md). The design's
@@ -68,7 +68,7 @@ RANGES: dict[str, Range] = {
     "max_crop": Range(int, 0), "photo_downscale": Range(float, 1.0, 16.0), "lr": Range(float, 0, 1, low_open=True),
     "weight_decay": Range(float, 0.0, 1.0), "warmup": Range(int, 0), "clip": Range(float, 0, low_open=True),
     "ema": Range(float, 0.0, 1.0, high_open=True), "w3": Range(float, 0.0), "w6": Range(float, 0.0),
-    "w_l1": Range(float, 0.0), "seed": Range(int, 0), "workers": Range(int, 0, 64), "val_every": Range(int, 1),
+    "w_l1": Range(float, 0.0), "seed": Range(int, 0), "workers": Range(int, 0, 64), "cache_mb": Range(int, 0, 1 << 20), "val_every": Range(int, 1),
     "ckpt_every": Range(int, 1), "log_every": Range(int, 1), "val_quality": Range(int, 0, 100),
 }
 """Every number setting of TrainConfig and what it may hold."""
@@ -101,6 +101,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 where the CPU/GPU has it, else fp32 (fp16 AMP on old GPUs)
     seed: int = 0
     workers: int = 1
+    cache_mb: int = 4096  # decoded photos kept in memory per loader process; photos beyond it are decoded again
     val_every: int = 500
     ckpt_every: int = 100
     log_every: int = 20
