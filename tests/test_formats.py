@@ -10,7 +10,12 @@ from PIL import EpsImagePlugin, Image, UnidentifiedImageError
 
 from unetsr.commons.image_check import check_image
 from unetsr.core.errors import DownloadError, ImageError
-from unetsr.imaging.formats import READ_FORMATS, format_name, format_of_suffix, open_image
+from unetsr.imaging.formats import (
+    READ_FORMATS,
+    format_name,
+    format_of_suffix,
+    open_image,
+)
 from unetsr.imaging.jpeg import jpeg_quality
 from unetsr.imaging.photos import read_image
 

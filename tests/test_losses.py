@@ -8,7 +8,6 @@ from unetsr.model.config import ModelConfig
 from unetsr.model.network import UNetSR
 from unetsr.training.losses import PerceptualLoss
 
-
 LOSS_WEIGHTS = {"w3": 1.0, "w6": 1.0, "w_l1": 0.01}
 
 

@@ -12,7 +12,8 @@ from helpers import photo_like
 from PIL import Image
 
 from unetsr import infer
-from unetsr.batch.sharding import Rank, shard
+from unetsr.batch.sharding import shard
+from unetsr.core.torchrun import Rank
 
 ROOT = Path(__file__).resolve().parents[1]
 

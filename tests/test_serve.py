@@ -39,14 +39,8 @@ from unetsr.web.app import (
     content_disposition,
     is_loopback,
 )
-from unetsr.web.queue import (
-    JobQueue,
-    Models,
-    Settings,
-    TrackedUpscaler,
-    display_name,
-    safe_stem,
-)
+from unetsr.web.models import Models, TrackedUpscaler
+from unetsr.web.queue import JobQueue, Settings, display_name, safe_stem
 
 SHIPPED_NAMES = sorted(installed())  # the shipped models the page offers beside "auto"
 
@@ -490,12 +484,12 @@ def test_connections_beyond_the_cap_are_answered_503_at_once(server: Server) -> 
 
 SLOW_TILE_SERVER = """
 import sys, torch
-from unetsr.web import queue
+from unetsr.web import models
 def slow_tile(self, patch):  # keeps its worker inside torch for minutes, as a large tile on a slow CPU does
     a = torch.rand(400, 400)
     for _ in range(1_000_000):
         a = torch.mm(a, a).clamp_(0, 1)
-queue.TrackedUpscaler._run_model = slow_tile
+models.TrackedUpscaler._run_model = slow_tile
 from unetsr.serve import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -631,12 +625,12 @@ def test_auto_on_the_page_picks_the_shipped_model_per_photo_as_infer_does(monkey
     page_models = Models(device="cpu")
     loads: list[tuple[str, bool]] = []
 
-    class Loaded(webqueue.TrackedUpscaler):  # what was loaded, without loading anything
+    class Loaded(TrackedUpscaler):  # what was loaded, without loading anything
         def __init__(self, name, ensemble):
             self.name, self.ensemble = f"shipped {name} model", ensemble
             loads.append((name, ensemble))
 
-    monkeypatch.setattr(webqueue.TrackedUpscaler, "from_shipped",
+    monkeypatch.setattr(TrackedUpscaler, "from_shipped",
                         classmethod(lambda cls, name, **kw: Loaded(name, kw["ensemble"])))
 
     def get(*args):

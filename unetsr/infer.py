@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from unetsr.batch import sharding as scaleout
+from unetsr.batch import sharding
 from unetsr.batch.one_file import upscale_file
 from unetsr.batch.plan import (
     MAX_SCALE,
@@ -37,6 +37,7 @@ from unetsr.batch.plan import (
     plan_jobs,
 )
 from unetsr.cli import add_tiling_arguments, float_in, int_in, one_line, prog_name
+from unetsr.core import torchrun
 from unetsr.core.errors import UnetsrError, debug_requested, first_line
 from unetsr.core.precision import PRECISIONS
 from unetsr.imaging.photos import DEFAULT_MAX_PIXELS
@@ -203,8 +204,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             tqdm.write(traceback.format_exc().rstrip(), file=sys.stderr)
 
     try:
-        rank = scaleout.from_environment()  # under torchrun: this process's share of the files
-        device = scaleout.start(rank, args.device)  # joins the process group for the torch and ONNX runtimes
+        rank = torchrun.from_environment()  # under torchrun: this process's share of the files
+        device = sharding.start(rank, args.device)  # joins the process group for the torch and ONNX runtimes
         models = load_models(args.checkpoint, device if runtime == "torch" else args.device, args.half,
                              args.precision, args.tile, args.tile_overlap, note, runtime, args.scale, args.model,
                              args.ensemble)
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     suffix = output_suffix(scale, args.format)
     found = collect_inputs(args.inputs, args.recursive)
     output = None if args.output is None else Path(args.output)
-    jobs = scaleout.shard(plan_jobs(found.sources, suffix, output, out_is_file, args.overwrite), rank)
+    jobs = sharding.shard(plan_jobs(found.sources, suffix, output, out_is_file, args.overwrite), rank)
     main_rank = rank.rank == 0  # what planning found is said, and counted, once
     problems = found.problems if main_rank else []
     own_outputs = len(found.own_outputs) if main_rank else 0
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                          f"{time.perf_counter() - start:.1f} s)", sys.stdout)
             bar.update()
 
-    counts = scaleout.total(rank, (upscaled, failed, skipped, own_outputs, unsupported))
+    counts = sharding.total(rank, (upscaled, failed, skipped, own_outputs, unsupported))
     upscaled, failed, skipped, own_outputs, unsupported = counts
     skipped += own_outputs + unsupported
     if main_rank and (not args.quiet or failed or skipped):

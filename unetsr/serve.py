@@ -92,7 +92,8 @@ def serve(args: argparse.Namespace, sock: socket.socket, prog: str) -> int:
 
     from unetsr.core.errors import UnetsrError
     from unetsr.inference.upscaler import pick_device
-    from unetsr.web.queue import JobQueue, Models
+    from unetsr.web.models import Models
+    from unetsr.web.queue import JobQueue
 
     try:
         device = pick_device(args.device)

@@ -35,29 +35,41 @@ def ensure_folder(folder: Path) -> None:
         raise ImageError(f"cannot create folder {folder}: {exc.strerror or first_line(exc)}") from exc
 
 
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the file's header alone, or None when the header cannot be read (read_image then
+    says why, in its words, and reports the decoder's warnings once: they are silenced here)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open_image(path) as header:
+                return header.size[1], header.size[0]
+    except Exception:  # noqa: BLE001 - not an image, damaged, over Pillow's bomb limit
+        return None
+
+
+def check_size(upscaler: Upscaler, path: Path, h: int, w: int, scale: float, max_pixels: int) -> None:
+    """ImageError when an h×w photo must not be upscaled by `scale`: an output or intermediate image over the
+    output limit, or a photo thinner than the model's stride whose padded image is over either limit."""
+    intermediate = getattr(upscaler, "intermediate_size", None)
+    stride = getattr(upscaler, "stride", 1)
+    if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None, stride=stride):
+        raise ImageError(f"{path}: {problem}")
+    if w * h <= max_pixels < (padded := max(h, stride) * max(w, stride)):
+        raise ImageError(f"{path} is {w}×{h}, computed as {padded / 1e6:.3g} MP once padded to the model's "
+                         f"{stride}-pixel grid: over the {max_pixels / 1e6:g} MP limit (--max-pixels)")
+
+
 def upscale_file(upscaler: Upscaler, job: Job, scale: float, *, max_pixels: int, fmt: str | None, quality: int,
                  overwrite: bool, progress: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[str, ...]]:
     """Read, upscale and write one image (marked as unetsr's output); returns its (width, height) before and
     after, and the notes of the reader and the writer (metadata the output format could not hold, ...)."""
-    intermediate = getattr(upscaler, "intermediate_size", None)
-    stride = getattr(upscaler, "stride", 1)
-
-    def check(h: int, w: int) -> None:
-        if problem := size_problem(h, w, scale, intermediate(h, w, scale) if intermediate else None, stride=stride):
-            raise ImageError(f"{job.source.path}: {problem}")
-
-    try:  # the header alone decides most refusals: no pixel is decoded for them
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # read_image below reports what the decoder warns about, once
-            with open_image(job.source.path) as header:
-                size = header.size
-    except Exception:  # noqa: BLE001 - read_image below says what is wrong with the file, in its words
-        size = None
-    if size is not None:
-        check(*sorted(size))  # orientation is not applied yet; the checks look at the area and the thin side
+    size = header_size(job.source.path)
+    if size is not None:  # the header alone decides most refusals: no pixel is decoded for them
+        check_size(upscaler, job.source.path, *size, scale, max_pixels)
     picture = read_image(job.source.path, max_pixels=max_pixels)
     h, w = picture.rgb.shape[:2]
-    check(h, w)
+    if size is None:
+        check_size(upscaler, job.source.path, h, w, scale, max_pixels)
     ensure_folder(job.dest.parent)
     if picture.alpha is None:
         rgb, alpha = upscaler.upscale_array(picture.rgb, scale, progress=progress), None

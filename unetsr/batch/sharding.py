@@ -4,8 +4,8 @@
 job list and takes every N-th job from its rank on (each file processed once), on its own GPU
 (LOCAL_RANK) or its share of the CPU threads. The per-rank counts are summed over gloo at the end, so
 rank 0 prints one summary and every rank exits with the same status. Outside torchrun nothing changes.
-The environment is read by the one strict parser, `unetsr.core.torchrun` (re-exported here): a malformed one
-is an error, never one process doing everything.
+The environment is read by the one strict parser, `unetsr.core.torchrun.from_environment`: a malformed
+one is an error, never one process doing everything.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import TypeVar
 
-from unetsr.core.torchrun import Rank, TorchrunError, from_environment  # noqa: F401 - the one parser, used from here
+from unetsr.core.torchrun import Rank
 
 T = TypeVar("T")
 

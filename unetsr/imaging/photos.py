@@ -26,14 +26,11 @@ from unetsr.core.errors import ImageError, first_line
 from unetsr.core.fileio import atomic_write
 from unetsr.imaging import png16
 from unetsr.imaging.formats import (
-    INPUT_SUFFIXES,  # noqa: F401 - kept importable from here
-    OUTPUT_FORMATS,  # noqa: F401
     PILLOW_WRITERS,
     READ_NAMES,
     UNSUPPORTED_SUFFIXES,
     format_name,
     format_of_suffix,
-    is_image_path,  # noqa: F401
     open_image,
     unsupported_reason,
 )

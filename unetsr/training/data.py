@@ -21,13 +21,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from unetsr.core.errors import UnetsrError, first_line, one_line
-from unetsr.imaging.formats import READ_NAMES, open_image
-from unetsr.imaging.photos import (
-    DEFAULT_MAX_PIXELS,
-    file_problem,
-    is_image_path,
-    read_image,
-)
+from unetsr.imaging.formats import READ_NAMES, is_image_path, open_image
+from unetsr.imaging.photos import DEFAULT_MAX_PIXELS, file_problem, read_image
 from unetsr.imaging.resize import make_lr, resize
 from unetsr.training.degradations import PRESETS, apply
 from unetsr.training.recipes import DOWNSCALE_MODES

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from unetsr.imaging.jpeg import SUBSAMPLING, jpeg_roundtrip  # noqa: F401 - SUBSAMPLING kept importable here
+from unetsr.imaging.jpeg import jpeg_roundtrip
 
 
 @dataclass(frozen=True)

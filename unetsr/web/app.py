@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from unetsr.web.queue import JobQueue, Models, WebJob
+    from unetsr.web.models import Models
+    from unetsr.web.queue import JobQueue, WebJob
 
 STATIC = Path(__file__).parent / "static"
 MIME_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}

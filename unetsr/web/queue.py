@@ -21,19 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unetsr.batch.one_file import upscale_file
-from unetsr.batch.plan import Job, Source, output_suffix, size_problem
+from unetsr.batch.one_file import check_size, header_size, upscale_file
+from unetsr.batch.plan import Job, Source, output_suffix
 from unetsr.core.errors import (
-    ImageError,
     UnetsrError,
     debug_requested,
     first_line,
     one_line,
 )
-from unetsr.imaging.formats import open_image
 from unetsr.imaging.photos import read_image, write_image
-from unetsr.inference.upscaler import Upscaler
-from unetsr.web.models import Models, TrackedUpscaler  # noqa: F401 - importable from the queue as before
+from unetsr.web.models import Models
 
 MAX_WAITING = 100  # photos queued at once; one more is refused ("the queue is full") rather than piling up
 MAX_KEPT = 100  # finished jobs kept (their files too); beyond this the oldest finished ones are removed
@@ -255,7 +252,8 @@ class JobQueue:
         try:
             upscaler, job.model_used = self.models.get(job.settings.model, job.input, job.settings.scale,
                                                           job.settings.ensemble)
-            self._check_header(job, upscaler)
+            if (size := header_size(job.input)) is not None:  # refused from the header: no preview is decoded
+                check_size(upscaler, job.input, *size, job.settings.scale, self.max_pixels)
             picture = read_image(job.input, max_pixels=self.max_pixels)
             h, w = picture.rgb.shape[:2]
             job.input_size = (w, h)
@@ -283,21 +281,6 @@ class JobQueue:
             if job.cancelled:
                 self._remove_files(job)
         self._report(job)
-
-    def _check_header(self, job: WebJob, upscaler: Upscaler) -> None:
-        """Refuse from the header alone, before a pixel is decoded, a photo whose result is over the output limit,
-        or one thinner than the model's stride (computed padded to it) that is then over --max-pixels."""
-        try:
-            with open_image(job.input) as im:
-                w, h = im.size
-        except Exception:  # not an image, damaged, over Pillow's bomb limit: read_image says which, as infer does
-            return
-        scale, stride = job.settings.scale, upscaler.stride
-        if w * h <= self.max_pixels and (problem := size_problem(h, w, scale, upscaler.intermediate_size(h, w, scale))):
-            raise ImageError(f"{job.input}: {problem}")
-        if w * h <= self.max_pixels < (padded := max(h, stride) * max(w, stride)):
-            raise ImageError(f"{job.input} is {w}×{h}, computed as {padded / 1e6:.3g} MP once padded to the model's "
-                             f"{stride}-pixel grid: over the {self.max_pixels / 1e6:g} MP limit (--max-pixels)")
 
     def _check(self, job: WebJob) -> None:
         """Stop a job whose photo was removed (Cancelled) or that is over its time limit (JobTimeout)."""
