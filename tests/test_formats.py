@@ -14,6 +14,7 @@ from unetsr.imaging.formats import (
     READ_FORMATS,
     format_name,
     format_of_suffix,
+    is_image_path,
     open_image,
 )
 from unetsr.imaging.jpeg import jpeg_quality
@@ -75,3 +76,9 @@ def test_output_format_names_have_one_spelling() -> None:
         "png", "jpg", "jpg", "jpg", "webp", None]
     assert [format_of_suffix(p) for p in ("a.JPEG", "b.png", "c.webp", "d.tif", "e")] == [
         "jpg", "png", "webp", None, None]
+
+
+def test_is_image_path() -> None:
+    assert is_image_path("holiday/IMG_0001.JPG")
+    assert is_image_path(Path("scan.tiff"))
+    assert not is_image_path("notes.txt")

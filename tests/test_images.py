@@ -19,7 +19,6 @@ import pytest
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from unetsr.core.errors import ImageError
-from unetsr.imaging import photos as images
 from unetsr.imaging import png16
 from unetsr.imaging.metadata import JPEG_SEGMENT_BYTES, MAX_ICC_BYTES, is_unetsr_output
 from unetsr.imaging.photos import (
@@ -724,12 +723,6 @@ def test_upscaled_picture_is_written_with_the_source_metadata(tmp_path: Path) ->
     assert out.size == (8, 8)
     assert out.info["icc_profile"] == SRGB_ICC
     assert out.getexif()[MAKE] == "unetsr-test"
-
-
-def test_is_image_path() -> None:
-    assert images.is_image_path("holiday/IMG_0001.JPG")
-    assert images.is_image_path(Path("scan.tiff"))
-    assert not images.is_image_path("notes.txt")
 
 
 # --- hostile files -------------------------------------------------------------------------------------------
