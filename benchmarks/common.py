@@ -70,3 +70,16 @@ def photo_like_array(h: int, w: int, seed: int = 0) -> np.ndarray:
     image = np.stack([0.5 + 0.3 * np.sin(9 * xx + 3 * yy), 0.5 + 0.3 * np.cos(7 * yy), 0.3 + 0.4 * xx], axis=2)
     image += 0.15 * (((xx * 23).astype(int) + (yy * 17).astype(int)) % 2)[..., None]
     return np.clip(image + rng.normal(0, 0.02, image.shape).astype(np.float32), 0, 1)
+
+
+def sharpened_jpeg(lr: np.ndarray, quality: int, sharpen: bool = True) -> np.ndarray:
+    """The LR as a photo that a camera or editor sharpened (unsharp mask radius 1.5, 120 %, threshold 2,
+    when `sharpen`) and saved as a 4:2:0 JPEG at `quality`: float32 H×W×3 in [0, 1]."""
+    from PIL import ImageFilter  # noqa: PLC0415
+
+    from unetsr.imaging.jpeg import jpeg_roundtrip  # noqa: PLC0415
+
+    image = Image.fromarray((lr * 255 + 0.5).clip(0, 255).astype(np.uint8))
+    if sharpen:
+        image = image.filter(ImageFilter.UnsharpMask(radius=1.5, percent=120, threshold=2))
+    return (jpeg_roundtrip(np.asarray(image), quality) / 255).astype(np.float32)

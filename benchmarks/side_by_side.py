@@ -1,11 +1,12 @@
 """Make the model card's comparison images: crops of bicubic, the models and the original, side by side.
 
-    python benchmarks/side_by_side.py PHOTO --box X Y SIZE [--checkpoint PATH | --shipped x2 x2_jpeg]
-                                      [--jpeg Q] [--out docs/side_by_side.png]
+    python benchmarks/side_by_side.py PHOTO --box X Y SIZE [--shipped x2 x2_jpeg] [--checkpoint PATH=LABEL ...]
+                                      [--jpeg Q [--sharpen]] [--out docs/side_by_side.png]
 
 The photo is downscaled x2 (antialiased bicubic; with --jpeg, then saved as a JPEG at quality Q, as
-shared photos are), upscaled back by bicubic and by each model, and the same SIZE×SIZE box of each is
-shown enlarged 2× with nearest-neighbour, so pixels stay visible.
+shared photos are, and with --sharpen sharpened by an unsharp mask before, as cameras do), upscaled back
+by bicubic and by each model, and the same SIZE×SIZE box of each is shown enlarged 2× with
+nearest-neighbour, so pixels stay visible.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import sharpened_jpeg  # noqa: E402
 
 from unetsr.core.fileio import atomic_write  # noqa: E402
 from unetsr.imaging.photos import read_image  # noqa: E402
@@ -35,21 +39,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("photo")
     p.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), required=True)
-    p.add_argument("--checkpoint", help="a unetsr checkpoint (default: the shipped models named by --shipped)")
-    p.add_argument("--shipped", nargs="+", default=["x2"], help="shipped models to show (default: x2)")
+    p.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH[=LABEL]", help="unetsr checkpoints to show")
+    p.add_argument("--shipped", nargs="*", help="shipped models to show (default: x2 without --checkpoint)")
     p.add_argument("--jpeg", type=int, default=0, metavar="Q", help="save the LR as JPEG at quality Q first")
+    p.add_argument("--sharpen", action="store_true", help="sharpen the LR (unsharp mask) before the JPEG")
     p.add_argument("--zoom", type=int, default=2)
     p.add_argument("--out", default="docs/side_by_side.png")
     args = p.parse_args()
-    if args.checkpoint:
-        ups = {f"unetsr ({Path(args.checkpoint).name})": Upscaler.from_checkpoint(args.checkpoint, device="cpu", tile=512)}
-    else:
-        ups = {f"unetsr {name}": shipped_upscaler(name=name, device="cpu", tile=512) for name in args.shipped}
+    if args.sharpen and not args.jpeg:
+        p.error("--sharpen needs --jpeg Q (sharpened photos are shown as the JPEGs cameras save)")
+    shipped = args.shipped if args.shipped is not None else ([] if args.checkpoint else ["x2"])
+    ups = {f"unetsr {name}": shipped_upscaler(name=name, device="cpu", tile=512) for name in shipped}
+    for spec in args.checkpoint:
+        path, _, label = spec.partition("=")
+        ups[label or f"unetsr ({Path(path).name})"] = Upscaler.from_checkpoint(path, device="cpu", tile=512)
     scale = next(iter(ups.values())).scale
-    hr, lr = make_lr(read_image(args.photo).rgb, scale, args.jpeg)
+    if args.sharpen:
+        hr, lr = make_lr(read_image(args.photo).rgb, scale)
+        lr = sharpened_jpeg(lr, args.jpeg)
+    else:
+        hr, lr = make_lr(read_image(args.photo).rgb, scale, args.jpeg)
     bicubic = upscale_baseline(lr, (hr.shape[1], hr.shape[0]), "bicubic")
     x, y, s = args.box
-    source = f" of JPEG q{args.jpeg}" if args.jpeg else ""
+    source = f" of {'sharpened ' if args.sharpen else ''}JPEG q{args.jpeg}" if args.jpeg else ""
     panels = [(f"bicubic{source}", to_pil(bicubic))]
     panels += [(name, to_pil(up.upscale_array(lr, scale))) for name, up in ups.items()]
     panels += [("original", to_pil(hr))]

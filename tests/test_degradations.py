@@ -10,6 +10,7 @@ from unetsr.training.degradations import (
     apply,
     gaussian_blur,
     jpeg_roundtrip,
+    unsharp_mask,
 )
 
 
@@ -18,7 +19,7 @@ def lr8() -> np.ndarray:
     return np.round(photo_like(40, 48, seed=4) * 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("preset", ["mild", "jpeg", "photo", "photo_mid"])
+@pytest.mark.parametrize("preset", ["mild", "jpeg", "photo", "photo_mid", "camera"])
 def test_each_preset_is_seeded_by_the_generator(lr8: np.ndarray, preset: str) -> None:
     first = [apply(lr8, PRESETS[preset], np.random.default_rng([3, i])) for i in range(8)]
     again = [apply(lr8, PRESETS[preset], np.random.default_rng([3, i])) for i in range(8)]
@@ -74,3 +75,24 @@ def test_photo_mid_is_photo_at_the_jpeg_models_qualities() -> None:
     mid, photo = PRESETS["photo_mid"], PRESETS["photo"]
     assert mid.quality[1] < JPEG_BELOW <= photo.quality[1]  # nothing the clean model would be chosen for
     assert replace(mid, quality=photo.quality) == photo  # otherwise the same damage
+
+
+def test_unsharp_mask_is_x_plus_amount_times_x_minus_its_blur() -> None:
+    # A step edge: computed independently with a full-width Gaussian, the mask overshoots on both sides.
+    row = np.r_[np.zeros(10), np.ones(10)]
+    img = np.repeat(np.repeat(row[None, :, None], 6, axis=0), 3, axis=2)
+    sharp = unsharp_mask(img, 1.0, 0.8)
+    taps = np.exp(-np.arange(-3, 4) ** 2 / 2.0)
+    blurred = np.convolve(np.pad(row, 3, mode="edge"), taps / taps.sum(), mode="valid")
+    assert np.allclose(sharp[2, :, 0], row + 0.8 * (row - blurred))
+    assert sharp.min() < -0.05 and sharp.max() > 1.05  # the halos a camera leaves
+    assert np.allclose(unsharp_mask(np.full((8, 8, 3), 0.3), 1.2, 1.0), 0.3)  # flat stays flat
+
+
+def test_camera_sharpens_about_half_of_its_items(lr8: np.ndarray) -> None:
+    spec = PRESETS["camera"]
+    assert spec.p_sharpen == 0.5 and spec.quality[1] > 95  # high-quality camera JPEGs are in range
+    plain = replace(spec, p_jpeg=0.0, p_blur=0.0, p_noise=0.0, p_clean=0.0)
+    sharpened = [not np.array_equal(apply(lr8, plain, np.random.default_rng([5, i])), lr8) for i in range(200)]
+    assert 70 < sum(sharpened) < 130
+    # p_sharpen 0 takes no draw, so older presets keep their data: test_jpeg_only_is_the_jpeg_of_the_shifted_crop

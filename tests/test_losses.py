@@ -47,8 +47,7 @@ def test_weights_combine_the_terms() -> None:
 def test_gradients_reach_the_decoder_not_the_encoder_or_loss_network() -> None:
     backbone = load_resnet18("random")
     model = UNetSR(ModelConfig(widths=(8, 8, 8, 8, 8), blocks=(1, 1, 1, 1, 1), backbone="random"), backbone)
-    loss_fn = PerceptualLoss(backbone, **LOSS_WEIGHTS)  # one shared frozen network for model and both loss terms
-    assert loss_fn.to3[0] is model.encoder[0][0]
+    loss_fn = PerceptualLoss(backbone, **LOSS_WEIGHTS)
     torch.nn.init.normal_(model.tail.weight, std=0.01)
     model.train()
     loss_fn.train()
@@ -57,3 +56,33 @@ def test_gradients_reach_the_decoder_not_the_encoder_or_loss_network() -> None:
     loss.backward()
     assert model.head.weight.grad.abs().sum() > 0 and model.fuse[0][0].conv1.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in backbone.parameters())
+
+
+def test_folded_loss_network_computes_the_backbones_features() -> None:
+    # The loss folds each batch norm into its convolution: its features are those of the backbone's own
+    # children (with their batch norms, in eval mode), computed here the plain way.
+    backbone = load_resnet18("random", seed=3)
+    for bn in (backbone.bn1, backbone.layer1[0].bn2, backbone.layer2[0].downsample[1]):  # statistics that matter
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+    backbone.eval()
+    loss_fn = PerceptualLoss(backbone, **LOSS_WEIGHTS)
+    x = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        f3 = backbone.relu(backbone.bn1(backbone.conv1(loss_fn.normalize(x))))
+        f6 = backbone.layer2(backbone.layer1(backbone.maxpool(f3)))
+        g3, g6 = loss_fn.features(x)
+    assert torch.allclose(g3, f3, atol=1e-4) and torch.allclose(g6, f6, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loss_fn.modules())
+    assert all(not p.requires_grad for p in loss_fn.parameters())
+    assert isinstance(backbone.layer1[0].bn1, torch.nn.BatchNorm2d)  # the model's encoder keeps its own layers
+
+
+def test_pixel_only_loss_skips_the_loss_network() -> None:
+    loss_fn = PerceptualLoss(load_resnet18("random"), w3=0.0, w6=0.0, w_l1=2.0)
+    x, y = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    calls = []
+    loss_fn.to3.register_forward_hook(lambda *_: calls.append(1))
+    total, terms = loss_fn(x, y)
+    assert calls == [] and set(terms) == {"l1", "total"}
+    assert total.item() == pytest.approx(2.0 * (x - y).abs().mean().item(), rel=1e-6)

@@ -9,7 +9,7 @@ from skimage.metrics import (
     structural_similarity,  # the reference implementation (requirements-dev.txt)
 )
 
-from unetsr.evaluation.metrics import psnr_y, ssim_y
+from unetsr.evaluation.metrics import halo_y, psnr_y, ssim_y
 
 
 def test_psnr_of_a_hand_worked_case() -> None:
@@ -81,3 +81,21 @@ def test_ssim_is_computed_on_the_inputs_device(monkeypatch: pytest.MonkeyPatch) 
     score = ssim_y(x, x)
     assert score.device.type == "meta" and score.shape == (2,)
     assert seen and all(xd == wd and xt == wt for xd, xt, wd, wt in seen)
+
+
+def test_halo_counts_pixels_outside_the_targets_local_range() -> None:
+    # A grey step edge; the prediction adds a bright line 20 levels (of Y's 219) above the bright side, next to
+    # the edge, and a faint one (3 levels) elsewhere: only the first is a visible halo.
+    target = torch.full((1, 3, 20, 20), 0.3)
+    target[..., 10:] = 0.7
+    pred = target.clone()
+    pred[..., 10] += 20 / 219  # rgb_to_y maps a grey change of d to 219·d levels of Y
+    pred[..., 15] += 3 / 219
+    share = halo_y(pred, target).item()
+    assert share == pytest.approx(20 / 400)  # one column of 20 pixels
+    assert halo_y(target, target).item() == 0
+    # a dark rim below the dark side counts the same, and the shave drops border pixels
+    rim = target.clone()
+    rim[..., 0] -= 20 / 219
+    assert halo_y(rim, target).item() == pytest.approx(20 / 400)
+    assert halo_y(rim, target, shave=1).item() == 0

@@ -77,6 +77,7 @@ def test_other_files_and_forced_choices(monkeypatch, tmp_path, photo_png) -> Non
     monkeypatch.setattr(models, "installed", lambda: ["x2", "x4", "x2_jpeg"])
     assert models.choose(photo_png, 2.0, "jpeg") == models.Choice("x2_jpeg", "--model jpeg")
     assert models.choose(jpeg, 2.0, "clean") == models.Choice("x2", "--model clean")
+    assert models.choose(jpeg, 4.0, "sharpened") == models.Choice("x2_sharpened", "--model sharpened")  # passes
     renamed = tmp_path / "really_a_jpeg.png"  # the content decides, not the suffix
     renamed.write_bytes(jpeg.read_bytes())
     assert models.choose(renamed, 2.0).name == "x2_jpeg"
@@ -116,3 +117,10 @@ def test_the_infer_help_states_the_threshold_in_use() -> None:
     from unetsr.infer import build_parser
 
     assert f"below {models.JPEG_BELOW} " in " ".join(build_parser().format_help().split())
+
+
+def test_infer_offers_every_model_choice() -> None:
+    from unetsr.infer import build_parser
+
+    action = next(a for a in build_parser()._actions if a.dest == "model")
+    assert tuple(action.choices) == models.MODEL_CHOICES and set(models.FORCED.values()) <= set(SHIPPED)

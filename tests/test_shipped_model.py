@@ -120,3 +120,33 @@ def test_the_shipped_jpeg_model_is_intact_and_better_than_the_clean_one_on_a_jpe
     proc = subprocess.run([sys.executable, "-m", "unetsr.infer", str(photo)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "shipped x2_jpeg model: JPEG q≈75" in proc.stdout, proc.stderr
+
+
+def test_the_shipped_sharpened_model_is_intact_and_draws_no_halo_where_the_clean_one_does(tmp_path: Path) -> None:
+    # A photo-like image, its LR sharpened by an unsharp mask (as cameras do) and saved at q95: the clean model
+    # draws the halos larger (below bicubic), the sharpened model undoes them (above bicubic and the clean one).
+    from PIL import ImageFilter
+
+    from unetsr.evaluation.metrics import halo_y
+    from unetsr.imaging.jpeg import jpeg_roundtrip
+    from unetsr.imaging.resize import make_lr, upscale_baseline
+    from unetsr.inference.choice import shipped_upscaler
+    from unetsr.model.checkpoint import SHIPPED, WEIGHTS_DIR, load_shipped
+
+    path = WEIGHTS_DIR / "unetsr_x2_sharpened.pt"
+    assert path.stat().st_size < 10 * 2**20 and sha256_of(path) == SHIPPED["x2_sharpened"]
+    assert load_shipped("x2_sharpened").model.config == load_shipped("x2").model.config
+    hr, lr = make_lr(photo_like(192, 256, seed=21), 2)
+    lr8 = Image.fromarray((lr * 255 + 0.5).astype(np.uint8)).filter(ImageFilter.UnsharpMask(1.5, 120, 2))
+    lr = jpeg_roundtrip(np.asarray(lr8), 95).astype(np.float32) / 255
+    target = as_batch(hr)
+
+    def score(image) -> tuple[float, float]:
+        batch = (as_batch(image) if isinstance(image, np.ndarray) else image).clamp(0, 1)
+        return psnr_y(batch, target, 2).item(), halo_y(batch, target, 2).item()
+
+    sharpened = score(shipped_upscaler(name="x2_sharpened", device="cpu").upscale_tensor(as_batch(lr)))
+    clean = score(shipped_upscaler(name="x2", device="cpu").upscale_tensor(as_batch(lr)))
+    bicubic = score(upscale_baseline(lr, (256, 192)))
+    assert clean[0] < bicubic[0] < sharpened[0], (sharpened, clean, bicubic)
+    assert sharpened[1] < bicubic[1] < clean[1], (sharpened, clean, bicubic)

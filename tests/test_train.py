@@ -415,3 +415,13 @@ def test_the_photo_cache_size_reaches_the_loader_and_may_change_on_resume(photos
     assert TrainConfig(data=("p",), out="o").cache_mb == 4096
     with pytest.raises(ValueError, match="cache_mb must be at least 0"):
         TrainConfig(data=("p",), out="o", cache_mb=-1)
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_each_recipe_parses_and_describes_its_shipped_model(photos: Path, tmp_path: Path, name: str) -> None:
+    from unetsr.model.checkpoint import SHIPPED, load_shipped
+
+    cfg, model_cfg, _, _ = parse_args(["--recipe", name, "--data", str(photos), "--out", str(tmp_path)])
+    assert cfg.recipe == name and name in SHIPPED  # each recipe is how one shipped model was made
+    assert model_cfg == load_shipped(name).model.config
+    assert cfg.init.removeprefix("shipped:") in SHIPPED

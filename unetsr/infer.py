@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"upscaling factor, any number > 1 and up to {MAX_SCALE} (default: the model's own scale)")
     p.add_argument("--checkpoint", metavar="PATH",
                    help="unetsr checkpoint, or an ONNX model from python -m unetsr.export (default: the shipped model)")
-    p.add_argument("--model", choices=("auto", "clean", "jpeg"), default="auto",
+    p.add_argument("--model", choices=("auto", "clean", "jpeg", "sharpened"), default="auto",
                    help="which shipped model: auto (default) picks the JPEG model for JPEGs of estimated quality "
-                        "below 90 and the clean one for the rest; clean or jpeg forces one")
+                        "below 90 and the clean one for the rest; clean or jpeg forces one; sharpened is for photos "
+                        "a camera or editor sharpened (white outlines along edges with the others)")
     p.add_argument("--runtime", choices=RUNTIMES,
                    help="torch, or onnx (onnxruntime, float32; pip install -e '.[onnx]'); "
                         "default: onnx for a .onnx --checkpoint, else torch")

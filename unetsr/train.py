@@ -33,7 +33,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "init": "warm-start the decoder from this checkpoint, or shipped:x2 / shipped:x4 / shipped:x2_jpeg "
                  "(matching tensors; fresh optimiser, step 0)",
          "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
-                    "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), mild (the old --degrade), none",
+                    "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), camera (photo at q40-98, half "
+                    "sharpened first), mild (the old --degrade), none",
          "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999); "
                 "validation and checkpoints use the average (0: off)",
          "cache_mb": "megabytes of decoded photos kept in memory by each loader process (a set larger than "

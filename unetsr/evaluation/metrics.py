@@ -24,6 +24,19 @@ def psnr_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Te
     return 10.0 * torch.log10(1.0 / mse)
 
 
+def halo_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0, window: int = 5,
+           visible: float = 8.0) -> torch.Tensor:
+    """Per-image share of pixels whose Y lies more than `visible` levels (of 255) outside the target's own
+    range in the `window`×`window` around them: the bright outlines and dark rims sharpening draws along
+    edges, which no pixel of the scene has there."""
+    p = _shave(rgb_to_y(_quantize(pred)), shave) * 255
+    t = rgb_to_y(_quantize(target)) * 255
+    high = _shave(F.max_pool2d(t, window, stride=1, padding=window // 2), shave)
+    low = _shave(-F.max_pool2d(-t, window, stride=1, padding=window // 2), shave)
+    outside = (p - high).clamp_min(0) + (low - p).clamp_min(0)
+    return (outside > visible).float().mean(dim=(1, 2, 3))
+
+
 def ssim_y(pred: torch.Tensor, target: torch.Tensor, shave: int = 0) -> torch.Tensor:
     """Per-image SSIM on Y with the standard 11×11 Gaussian window (σ = 1.5), values in 0..255.
 

@@ -1,6 +1,7 @@
 """The shipped model set and how one is chosen for a file: the x4 model for the scales where it was
 measured to beat passes of the x2 model, the x2 JPEG model for visibly compressed JPEGs, and the clean
-x2 model for the rest (docs/model-card.md)."""
+x2 model for the rest (docs/model-card.md). The model for sharpened photos is chosen by the user
+(`--model sharpened`): nothing in a file's pixels or header was found to tell a sharpened photo reliably."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ JPEG_BELOW = 90
 """JPEG inputs whose estimated quality is below this use the JPEG model (measured: docs/model-card.md)."""
 
 JPEG_MODEL = "x2_jpeg"
-MODEL_CHOICES = ("auto", "clean", "jpeg")
+SHARPENED_MODEL = "x2_sharpened"
+"""For photos a camera or editor sharpened: it undoes the halos the clean model would draw larger."""
+MODEL_CHOICES = ("auto", "clean", "jpeg", "sharpened")
+FORCED = {"jpeg": JPEG_MODEL, "sharpened": SHARPENED_MODEL}
+"""The --model choices that name one shipped x2 model, run as passes at every scale."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,11 @@ def shipped_name_for(outscale: float) -> str:
 
 def choose(path: str | Path | None, outscale: float, model: str = "auto") -> Choice:
     """The shipped model for the file at `path` upscaled by `outscale`: with `model` 'auto', as
-    `choose_for_quality` decides from the file's estimated JPEG quality; 'clean' and 'jpeg' force one."""
+    `choose_for_quality` decides from the file's estimated JPEG quality; 'clean', 'jpeg' and 'sharpened' force one."""
     if model not in MODEL_CHOICES:
         raise ValueError(f"unknown model choice {model!r}; one of {', '.join(MODEL_CHOICES)}")
     if model != "auto":
-        return Choice(JPEG_MODEL if model == "jpeg" else shipped_name_for(outscale), f"--model {model}")
+        return Choice(FORCED.get(model) or shipped_name_for(outscale), f"--model {model}")
     return choose_for_quality(outscale, jpeg_quality(path) if path is not None else None)
 
 
@@ -84,7 +89,7 @@ class ModelPicker:
     def __init__(self, outscale: float, model: str = "auto", fixed: Upscaler | None = None, **options: Any) -> None:
         self.outscale, self.model, self.fixed, self.options = outscale, model, fixed, options
         self._loaded: dict[str, Upscaler] = {}
-        self.default = fixed or self._get(JPEG_MODEL if model == "jpeg" else shipped_name_for(outscale))
+        self.default = fixed or self._get(FORCED.get(model) or shipped_name_for(outscale))
 
     def _get(self, name: str) -> Upscaler:
         if name not in self._loaded:

@@ -30,14 +30,16 @@ VERSION = 1  # the checksum is an optional key, so version-1 files from before i
 CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "6f506ffd1f9110ff41af43d0d0d19c3f533cbeabef215834c1ead51bc5d4c747"
+DEFAULT_SHA256: str | None = "9f5934c4ceea812b7af4cefa890ec418a86d14268c5ac0c92aeba9f252b39c25"
 X4_SHA256: str | None = "3a764d08bdf1f3cee6d522200f44761aab8f2e2ca70a4f69d0798386a72cfc57"
 X2_JPEG_SHA256: str | None = "200bc68c4e0dbfb26bda3293e72ae8212fb5fbb882d59ad8f46fde1655d4348e"
+X2_SHARPENED_SHA256: str | None = "8d3712d679f6cebe0ff6bd979f7d955090f903e857004e6b64dacc156a1457b1"
 MAX_FILE_BYTES = 512 * 2**20
 """The largest checkpoint file read: a training checkpoint of a large model is ~20 MB; this leaves room for many."""
 MAX_PARAMETERS = 50_000_000
 """The most parameters a checkpoint's config may ask for (the shipped models have ~1.5 M), checked before building."""
-SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256}  # unetsr/model/weights/unetsr_<name>.pt
+SHIPPED: dict[str, str | None] = {"x2": DEFAULT_SHA256, "x4": X4_SHA256, "x2_jpeg": X2_JPEG_SHA256,
+                                  "x2_sharpened": X2_SHARPENED_SHA256}  # unetsr/model/weights/unetsr_<name>.pt
 
 
 @dataclass
@@ -175,7 +177,7 @@ def shipped_path(name: str) -> Path:
 
 
 def load_shipped(name: str) -> Checkpoint:
-    """A model shipped inside the package by name ('x2', 'x4', 'x2_jpeg'), verified against its recorded SHA-256:
+    """A model shipped inside the package by name ('x2', 'x4', 'x2_jpeg', 'x2_sharpened'), verified against its recorded SHA-256:
     the one way every caller (Upscaler.from_shipped, the model choice, the web page) loads a shipped model."""
     if name not in SHIPPED:
         raise CheckpointError(f"no shipped model {name!r}; the shipped ones are {', '.join(SHIPPED)}")

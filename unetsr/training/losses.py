@@ -3,10 +3,14 @@ L1 term on the image, which keeps colour and brightness right."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import ResNet
+from torchvision.models.resnet import BasicBlock
 
 from unetsr.model.network import ImageNetNormalize
 
@@ -14,7 +18,9 @@ from unetsr.model.network import ImageNetNormalize
 class PerceptualLoss(nn.Module):
     """w3·L1(features after conv1-bn1-relu) + w6·L1(features after layer2) + w_l1·L1(pixels).
 
-    One frozen loss network serves both feature terms; pass the model's own backbone to share it.
+    One frozen loss network serves both feature terms: a copy of `backbone`'s first six children with each
+    batch norm folded into the convolution before it: the same function, with one layer less to run and to
+    differentiate through on every step (docs/performance.md).
     """
 
     def __init__(self, backbone: ResNet, w3: float, w6: float, w_l1: float) -> None:
@@ -22,10 +28,10 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.w3, self.w6, self.w_l1 = w3, w6, w_l1
         self.normalize = ImageNetNormalize()
-        self.to3 = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu)
-        self.to6 = nn.Sequential(backbone.maxpool, backbone.layer1, backbone.layer2)
+        frozen = copy.deepcopy(backbone).eval()
+        self.to3 = nn.Sequential(fuse_conv_bn_eval(frozen.conv1, frozen.bn1), frozen.relu)
+        self.to6 = nn.Sequential(frozen.maxpool, fold_batch_norms(frozen.layer1), fold_batch_norms(frozen.layer2))
         self.requires_grad_(False)
-        self.eval()
 
     def train(self, mode: bool = True) -> "PerceptualLoss":
         """The loss network never leaves eval mode: its batch-norm statistics are fixed."""
@@ -41,10 +47,22 @@ class PerceptualLoss(nn.Module):
 
         Under autocast the features may be bfloat16; every L1 is taken in float32.
         """
-        with torch.no_grad():
-            t3, t6 = self.features(target)
-        p3, p6 = self.features(pred)
-        terms = {"feat3": F.l1_loss(p3.float(), t3.float()), "feat6": F.l1_loss(p6.float(), t6.float()),
-                 "l1": F.l1_loss(pred.float(), target.float())}
-        total = self.w3 * terms["feat3"] + self.w6 * terms["feat6"] + self.w_l1 * terms["l1"]
+        terms = {"l1": F.l1_loss(pred.float(), target.float())}
+        if self.w3 or self.w6:  # a pixel-loss-only run skips the loss network
+            with torch.no_grad():
+                t3, t6 = self.features(target)
+            p3, p6 = self.features(pred)
+            terms = {"feat3": F.l1_loss(p3.float(), t3.float()), "feat6": F.l1_loss(p6.float(), t6.float()), **terms}
+        total = self.w_l1 * terms["l1"] + sum(w * terms[k] for w, k in ((self.w3, "feat3"), (self.w6, "feat6")) if k in terms)
         return total, {**{k: v.item() for k, v in terms.items()}, "total": total.item()}
+
+
+def fold_batch_norms(layer: nn.Sequential) -> nn.Sequential:
+    """A ResNet layer (of BasicBlocks, in eval mode) with every batch norm folded into its convolution."""
+    for block in layer:
+        assert isinstance(block, BasicBlock)
+        block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+        block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
+        if block.downsample is not None:
+            block.downsample = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
+    return layer
