@@ -1,6 +1,7 @@
 """Where a training step's time goes on this machine: data (crop + LR, in the loader), the frozen encoder,
 the decoder, the loss network on HR (no grad) and on SR, the backward pass, AdamW and the EMA. Each part
-is timed on its own, after warm-up, with torch.profiler's top operators for the whole step beside them.
+is timed on its own, after warm-up, with torch.profiler's top operators for the whole step beside them,
+and the loss with its batch norms folded (as training runs it) against the same loss unfolded.
 
     python benchmarks/profile_step.py [--photos DIR ...] [--precision bf16] [--steps 20] [--batch 16]
 """
@@ -140,6 +141,7 @@ def main() -> None:
               "loss network on HR (no grad)": timed(hr_features, args.steps),
               "loss on SR + HR, forward": timed(sr_loss, args.steps),
               "loss on SR + HR, forward + backward to SR": timed(sr_loss_backward, args.steps),
+              # timed between two timings of the folded loss: a machine whose speed drifts shows it in those two
               "the same, batch norms not folded": timed(sr_loss_backward_unfolded, args.steps),
               "the same, folded (again, after)": timed(sr_loss_backward, args.steps),
               "clip + AdamW": timed(optimiser, args.steps),
@@ -148,7 +150,6 @@ def main() -> None:
         parts.update(ms)
         print("| part | ms per step | share of step + data |\n|---|---:|---:|")
         total = ms["whole step (no data)"] + parts["data: crop + LR (one process)"]
-        # the parts are timed one after another, so a machine whose speed drifts shows it in the two folded rows
         for name, value in parts.items():
             print(f"| {name} | {value:.1f} | {value / total:.0%} |")
         print(f"\ndecoder forward ≈ {ms['model forward (encoder + decoder)'] - ms['encoder forward (frozen, LR)']:.1f} ms; "
