@@ -150,7 +150,7 @@ def test_notebook_runs_in_quick_mode(tmp_path: Path) -> None:
     scratch.mkdir()
     _photos(photos / "train", 6, seed=0)
     _photos(photos / "val", 3, seed=1)
-    # Quick mode on a folder of photos (as with ../shared/photos); the notebook's temporary files under tmp_path.
+    # Quick mode on a folder of photos made here (UNETSR_PHOTOS); the notebook's temporary files under tmp_path.
     env = {"UNETSR_QUICK": "1", "UNETSR_PHOTOS": str(photos), "PYTHONPATH": pythonpath, "TMPDIR": str(scratch)}
     # startup_timeout: nbclient's 60 s default for the kernel to answer is too short on a loaded 2-core machine
     client = nbclient.NotebookClient(nb, km=_kernel_manager(tmp_path, env), timeout=600, startup_timeout=300,

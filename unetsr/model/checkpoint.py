@@ -30,10 +30,10 @@ VERSION = 1  # the checksum is an optional key, so version-1 files from before i
 CHECKSUM_KEY = "sha256"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "unetsr_x2.pt"
-DEFAULT_SHA256: str | None = "9f5934c4ceea812b7af4cefa890ec418a86d14268c5ac0c92aeba9f252b39c25"
+DEFAULT_SHA256: str | None = "4c3b25c500d61c80867f4a424a4eb72dddc2ee1f91c2138296f343b165da268e"
 X4_SHA256: str | None = "3a764d08bdf1f3cee6d522200f44761aab8f2e2ca70a4f69d0798386a72cfc57"
-X2_JPEG_SHA256: str | None = "200bc68c4e0dbfb26bda3293e72ae8212fb5fbb882d59ad8f46fde1655d4348e"
-X2_SHARPENED_SHA256: str | None = "8d3712d679f6cebe0ff6bd979f7d955090f903e857004e6b64dacc156a1457b1"
+X2_JPEG_SHA256: str | None = "db066ac21ceeaf808207ee026c8d4f84d3676df249cc11ea8a8e340d846f0438"
+X2_SHARPENED_SHA256: str | None = "6174751aa948945a5091ae2b07e9fb74433361b793886fb0cef7fced7923a36d"
 MAX_FILE_BYTES = 512 * 2**20
 """The largest checkpoint file read: a training checkpoint of a large model is ~20 MB; this leaves room for many."""
 MAX_PARAMETERS = 50_000_000

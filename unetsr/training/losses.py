@@ -28,9 +28,10 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.w3, self.w6, self.w_l1 = w3, w6, w_l1
         self.normalize = ImageNetNormalize()
-        frozen = copy.deepcopy(backbone).eval()
-        self.to3 = nn.Sequential(fuse_conv_bn_eval(frozen.conv1, frozen.bn1), frozen.relu)
-        self.to6 = nn.Sequential(frozen.maxpool, fold_batch_norms(frozen.layer1), fold_batch_norms(frozen.layer2))
+        conv1, bn1, relu, maxpool, layer1, layer2 = copy.deepcopy(nn.ModuleList(  # the six children, not the rest
+            [backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool, backbone.layer1, backbone.layer2])).eval()
+        self.to3 = nn.Sequential(fuse_conv_bn_eval(conv1, bn1), relu)
+        self.to6 = nn.Sequential(maxpool, fold_batch_norms(layer1), fold_batch_norms(layer2))
         self.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "PerceptualLoss":
