@@ -1,8 +1,10 @@
 """Training throughput on this machine: images per second of the real training loop (data loading,
 forward, loss, backward, AdamW) on synthetic photos, after warm-up, in fp32 and in bf16, with a fixed
-matmul workload timed in the same run so figures can be scaled between machines.
+matmul workload timed in the same run so figures can be scaled between machines. The loop runs with the
+loss network as shipped (batch norms folded) and as before (unfolded), in alternating rounds, so the
+speed-up is read from one run even on a machine whose speed drifts.
 
-    python benchmarks/bench_train.py [--steps 40] [--batch 16] [--crop 96] [--widths ...] [--blocks ...]
+    python benchmarks/bench_train.py [--steps 40] [--rounds 4] [--loss-network folded unfolded] [--batch 16] ...
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from statistics import median
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -19,7 +23,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import header, matmul_reference  # noqa: E402
+from common import UnfoldedLoss, header, matmul_reference  # noqa: E402
 
 from unetsr.core.precision import cpu_has_bf16  # noqa: E402
 from unetsr.model.config import ModelConfig  # noqa: E402
@@ -27,14 +31,20 @@ from unetsr.training.loop import train  # noqa: E402
 from unetsr.training.recipes import TrainConfig  # noqa: E402
 
 WARMUP = 10
+# The loss networks the loop can be timed with: as shipped, and as training ran before the fold.
+LOSS_NETWORKS = {"folded": None, "unfolded": UnfoldedLoss}
 
 
 def images_per_second(photos: tuple[str, ...], out: Path, precision: str, model: ModelConfig,
-                      args: argparse.Namespace, cache_mb: int) -> float:
+                      args: argparse.Namespace, cache_mb: int, loss_network: str) -> float:
     """Throughput over the steps after the first WARMUP, from the loop's own cumulative log."""
     cfg = TrainConfig(data=photos, out=str(out), steps=args.steps, batch=args.batch, crop=args.crop,
                       workers=args.workers, log_every=1, ckpt_every=10**9, precision=precision, cache_mb=cache_mb)
-    train(cfg, model)
+    if LOSS_NETWORKS[loss_network] is None:
+        train(cfg, model)
+    else:
+        with mock.patch("unetsr.training.loop.PerceptualLoss", LOSS_NETWORKS[loss_network]):
+            train(cfg, model)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     seconds = len(log) * args.batch / log[-1]["img_s"] - WARMUP * args.batch / log[WARMUP - 1]["img_s"]
     return (len(log) - WARMUP) * args.batch / seconds
@@ -44,6 +54,9 @@ def main() -> None:
     m = ModelConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=4, help="rounds of every configuration, in alternating order")
+    p.add_argument("--loss-network", nargs="+", choices=tuple(LOSS_NETWORKS), default=list(LOSS_NETWORKS),
+                   help="folded: as training runs it; unfolded: its batch norms left in (before the fold)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--workers", type=int, default=1)
@@ -73,12 +86,24 @@ def main() -> None:
                 Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(folder / f"{i}.png")
             photos = (str(folder),)
         print(f"photos: {' '.join(photos)}")
-        print("| precision | cache MB | train img/s | steps/s |\n|---|---:|---:|---:|")
+        print("| precision | cache MB | loss network | round | train img/s | steps/s |\n|---|---:|---|---:|---:|---:|")
+        rates: dict[tuple[str, int, str], list[float]] = {}
         for precision in args.precision:
             for cache_mb in args.cache_mb:
-                rate = images_per_second(photos, Path(tmp) / f"run-{precision}-{cache_mb}", precision, model, args,
-                                         cache_mb)
-                print(f"| {precision} | {cache_mb} | {rate:.1f} | {rate / args.batch:.2f} |", flush=True)
+                # An untimed run first: the first run of a precision pays for oneDNN's kernel set-up.
+                images_per_second(photos, Path(tmp) / f"warm-{precision}-{cache_mb}", precision, model, args,
+                                  cache_mb, args.loss_network[0])
+                for i in range(args.rounds):  # the order alternates (A B, B A, ...) so drift favours neither
+                    for loss_network in args.loss_network[::(-1) ** i]:
+                        rate = images_per_second(photos, Path(tmp) / f"run-{precision}-{cache_mb}-{loss_network}-{i}",
+                                                 precision, model, args, cache_mb, loss_network)
+                        rates.setdefault((precision, cache_mb, loss_network), []).append(rate)
+                        print(f"| {precision} | {cache_mb} | {loss_network} | {i + 1} | {rate:.1f} | "
+                              f"{rate / args.batch:.2f} |", flush=True)
+        print(f"\n| precision | cache MB | loss network | median img/s | vs {args.loss_network[0]} |\n|---|---:|---|---:|---:|")
+        for (precision, cache_mb, loss_network), values in rates.items():
+            first = median(rates[(precision, cache_mb, args.loss_network[0])])
+            print(f"| {precision} | {cache_mb} | {loss_network} | {median(values):.1f} | {median(values) / first:.2f}× |")
     print(f"reference again: float32 matmul {matmul_reference():.1f} GFLOP/s")
 
 

@@ -1,8 +1,10 @@
-"""Shared by the benchmarks: the header line every table starts with, the model to measure, and the
-same-run references (a fixed matmul, PIL bicubic) that let a reader scale the figures to their machine."""
+"""Shared by the benchmarks: the header line every table starts with, the model to measure, the
+same-run references (a fixed matmul, PIL bicubic) that let a reader scale the figures to their machine,
+and the loss as it was before its batch norms were folded (the "before" of a same-run before/after)."""
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 import time
@@ -15,6 +17,7 @@ from unetsr.core.errors import CheckpointError
 from unetsr.model.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, load_default
 from unetsr.model.config import ModelConfig
 from unetsr.model.network import UNetSR, build_model
+from unetsr.training.losses import PerceptualLoss
 
 
 def header() -> str:
@@ -83,3 +86,15 @@ def sharpened_jpeg(lr: np.ndarray, quality: int, sharpen: bool = True) -> np.nda
     if sharpen:
         image = image.filter(ImageFilter.UnsharpMask(radius=1.5, percent=120, threshold=2))
     return (jpeg_roundtrip(np.asarray(image), quality) / 255).astype(np.float32)
+
+
+class UnfoldedLoss(PerceptualLoss):
+    """The same loss with the backbone's batch norms left in, as training ran it before they were folded."""
+
+    def __init__(self, backbone: torch.nn.Module, *weights: float) -> None:
+        super().__init__(backbone, *weights)
+        conv1, bn1, relu, maxpool, layer1, layer2 = copy.deepcopy(torch.nn.ModuleList(
+            [backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool, backbone.layer1, backbone.layer2])).eval()
+        self.to3 = torch.nn.Sequential(conv1, bn1, relu)
+        self.to6 = torch.nn.Sequential(maxpool, layer1, layer2)
+        self.requires_grad_(False)

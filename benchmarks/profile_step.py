@@ -22,7 +22,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import header, matmul_reference  # noqa: E402
+from common import UnfoldedLoss, header, matmul_reference  # noqa: E402
 
 from unetsr.core.precision import autocast, memory_format, resolve_precision  # noqa: E402
 from unetsr.model.backbone import load_resnet18  # noqa: E402
@@ -112,10 +112,7 @@ def main() -> None:
             sr_loss().backward()
 
         # The same loss with the backbone's batch norms left in (as before they were folded), for comparison.
-        unfolded = PerceptualLoss(backbone, weights["w3"], weights["w6"], weights["w_l1"])
-        unfolded.to3 = torch.nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu)
-        unfolded.to6 = torch.nn.Sequential(backbone.maxpool, backbone.layer1, backbone.layer2)
-        unfolded = unfolded.to(memory_format=fmt)
+        unfolded = UnfoldedLoss(backbone, weights["w3"], weights["w6"], weights["w_l1"]).to(memory_format=fmt)
 
         def sr_loss_backward_unfolded() -> None:
             with autocast(device, precision):

@@ -86,3 +86,14 @@ def test_pixel_only_loss_skips_the_loss_network() -> None:
     total, terms = loss_fn(x, y)
     assert calls == [] and set(terms) == {"l1", "total"}
     assert total.item() == pytest.approx(2.0 * (x - y).abs().mean().item(), rel=1e-6)
+
+
+def test_mse_term_is_the_mean_squared_pixel_error_and_off_by_default() -> None:
+    backbone = load_resnet18("random")
+    x, y = torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    total, terms = PerceptualLoss(backbone, w3=0.5, w6=0.25, w_l1=0.0, w_mse=4.0)(x, y)
+    squared = ((x.double() - y.double()) ** 2).mean().item()
+    assert terms["mse"] == pytest.approx(squared, rel=1e-5)
+    assert total.item() == pytest.approx(0.5 * terms["feat3"] + 0.25 * terms["feat6"] + 4.0 * squared, rel=1e-5)
+    assert "mse" not in PerceptualLoss(backbone, **LOSS_WEIGHTS)(x, y)[1]
+

@@ -425,3 +425,13 @@ def test_each_recipe_parses_and_describes_its_shipped_model(photos: Path, tmp_pa
     assert cfg.recipe == name and name in SHIPPED  # each recipe is how one shipped model was made
     assert model_cfg == load_shipped(name).model.config
     assert cfg.init.removeprefix("shipped:") in SHIPPED
+
+
+def test_a_last_stage_on_mse_trains_on_the_mse_term_and_saves_its_weight(photos: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="w_mse must be at least 0"):
+        TrainConfig(data=("photos",), out="run", w_mse=-1.0)
+    assert TrainConfig(data=(), out="").w_mse == 0.0
+    summary = train(run_config(photos, tmp_path, 6, w_l1=0.0, w_mse=20.0, val_every=6), TINY)
+    log = [r for r in read_log(tmp_path) if "loss" in r]
+    assert all(r["loss"] == pytest.approx(20.0 * r["mse"] + 0.02 * (r["feat3"] + r["feat6"]), rel=1e-4) for r in log)
+    assert TrainConfig.from_dict(load_checkpoint(summary.last).train_state["train_config"]).w_mse == 20.0

@@ -39,6 +39,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
                 "validation and checkpoints use the average (0: off)",
          "cache_mb": "megabytes of decoded photos kept in memory by each loader process (a set larger than "
                      "this is decoded again and again: raise it if memory allows)",
+         "w_mse": "weight of an MSE term on the pixels, the PSNR objective (0: off; a last stage may use it "
+                  "with --w-l1 0)",
          "val_quality": "validate on LR saved as JPEG at this quality (0: clean LR)",
          "downscalers": "kernels the training LR is made with, one drawn per crop; repeat one to weight it"}
 _MODEL_FLAGS = ("scale", "encoder_depth", "widths", "blocks", "block_convs", "up_blocks", "backbone",

@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig, resume: bool = False,
             print(f"unetsr.train: initialised {loaded} from {cfg.init}", file=sys.stderr)
     fmt = memory_format(device)
     model = model.to(device, memory_format=fmt)
-    loss_fn = PerceptualLoss(backbone, cfg.w3, cfg.w6, cfg.w_l1).to(device, memory_format=fmt)
+    loss_fn = PerceptualLoss(backbone, cfg.w3, cfg.w6, cfg.w_l1, cfg.w_mse).to(device, memory_format=fmt)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))

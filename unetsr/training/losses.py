@@ -1,5 +1,5 @@
 """Perceptual loss on frozen ResNet18 features (after 3 and after 6 top-level children) plus a small
-L1 term on the image, which keeps colour and brightness right."""
+L1 term on the image, which keeps colour and brightness right, and an optional MSE term (the PSNR objective)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ from unetsr.model.network import ImageNetNormalize
 
 
 class PerceptualLoss(nn.Module):
-    """w3·L1(features after conv1-bn1-relu) + w6·L1(features after layer2) + w_l1·L1(pixels).
+    """w3·L1(features after conv1-bn1-relu) + w6·L1(features after layer2) + w_l1·L1(pixels) + w_mse·MSE(pixels).
 
     One frozen loss network serves both feature terms: a copy of `backbone`'s first six children with each
     batch norm folded into the convolution before it: the same function, with one layer less to run and to
     differentiate through on every step (docs/performance.md).
     """
 
-    def __init__(self, backbone: ResNet, w3: float, w6: float, w_l1: float) -> None:
-        """The weights have no defaults here: they belong to the backbone (training.recipes.backbone_defaults)."""
+    def __init__(self, backbone: ResNet, w3: float, w6: float, w_l1: float, w_mse: float = 0.0) -> None:
+        """The weights have no defaults here: they belong to the backbone (training.recipes.backbone_defaults);
+        the MSE term is off unless asked for (a last stage on MSE instead of L1)."""
         super().__init__()
-        self.w3, self.w6, self.w_l1 = w3, w6, w_l1
+        self.w3, self.w6, self.w_l1, self.w_mse = w3, w6, w_l1, w_mse
         self.normalize = ImageNetNormalize()
         conv1, bn1, relu, maxpool, layer1, layer2 = copy.deepcopy(nn.ModuleList(  # the six children, not the rest
             [backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool, backbone.layer1, backbone.layer2])).eval()
@@ -46,15 +47,18 @@ class PerceptualLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """The weighted total (differentiable in `pred`) and, as floats for logs, each unweighted term and the total.
 
-        Under autocast the features may be bfloat16; every L1 is taken in float32.
+        Under autocast the features may be bfloat16; every term is taken in float32.
         """
         terms = {"l1": F.l1_loss(pred.float(), target.float())}
+        if self.w_mse:
+            terms["mse"] = F.mse_loss(pred.float(), target.float())
         if self.w3 or self.w6:  # a pixel-loss-only run skips the loss network
             with torch.no_grad():
                 t3, t6 = self.features(target)
             p3, p6 = self.features(pred)
             terms = {"feat3": F.l1_loss(p3.float(), t3.float()), "feat6": F.l1_loss(p6.float(), t6.float()), **terms}
-        total = self.w_l1 * terms["l1"] + sum(w * terms[k] for w, k in ((self.w3, "feat3"), (self.w6, "feat6")) if k in terms)
+        weights = {"l1": self.w_l1, "mse": self.w_mse, "feat3": self.w3, "feat6": self.w6}
+        total = sum(weights[k] * v for k, v in terms.items())
         return total, {**{k: v.item() for k, v in terms.items()}, "total": total.item()}
 
 

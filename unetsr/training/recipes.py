@@ -68,7 +68,7 @@ RANGES: dict[str, Range] = {
     "max_crop": Range(int, 0), "photo_downscale": Range(float, 1.0, 16.0), "lr": Range(float, 0, 1, low_open=True),
     "weight_decay": Range(float, 0.0, 1.0), "warmup": Range(int, 0), "clip": Range(float, 0, low_open=True),
     "ema": Range(float, 0.0, 1.0, high_open=True), "w3": Range(float, 0.0), "w6": Range(float, 0.0),
-    "w_l1": Range(float, 0.0), "seed": Range(int, 0), "workers": Range(int, 0, 64), "cache_mb": Range(int, 0, 1 << 20), "val_every": Range(int, 1),
+    "w_l1": Range(float, 0.0), "w_mse": Range(float, 0.0), "seed": Range(int, 0), "workers": Range(int, 0, 64), "cache_mb": Range(int, 0, 1 << 20), "val_every": Range(int, 1),
     "ckpt_every": Range(int, 1), "log_every": Range(int, 1), "val_quality": Range(int, 0, 100),
 }
 """Every number setting of TrainConfig and what it may hold."""
@@ -96,6 +96,7 @@ class TrainConfig:
     w3: float | None = None  # loss weights; None: the backbone's, as lr
     w6: float | None = None
     w_l1: float | None = None
+    w_mse: float = 0.0  # weight of an MSE term on the pixels (0: off); a last stage may trade L1 for it
     degrade: str = "none"  # a preset of degradations.PRESETS applied to the training LR (jpeg, photo, mild)
     val_quality: int = 0  # save the validation LR as JPEG at this quality (0: clean LR)
     precision: str = "auto"  # auto: bf16 where the CPU/GPU has it, else fp32 (fp16 AMP on old GPUs)
