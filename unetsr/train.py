@@ -30,8 +30,8 @@ _HELP = {"min_crop": "smallest HR crop side before it is downscaled to --crop (0
          "max_crop": "largest HR crop side (0: the photo's short side)",
          "photo_downscale": "shrink each photo by this factor before cropping",
          "precision": "auto: bf16 where the CPU/GPU has it (fp16 AMP on older GPUs), else fp32",
-         "init": "warm-start the decoder from this checkpoint, or shipped:x2 / shipped:x4 / shipped:x2_jpeg "
-                 "(matching tensors; fresh optimiser, step 0)",
+         "init": "warm-start the decoder from this checkpoint, or shipped:NAME for a shipped model (shipped:x2, "
+                 "shipped:x4, ...; matching tensors; fresh optimiser, step 0)",
          "degrade": "damage the training LR: jpeg (JPEG q30-95, sometimes twice), photo (jpeg plus slight "
                     "blur and noise), photo_mid (photo at q40-89, the JPEG model's range), camera (photo at q40-98, half "
                     "sharpened first), mild (the old --degrade), none",

@@ -89,7 +89,7 @@ class ModelPicker:
     def __init__(self, outscale: float, model: str = "auto", fixed: Upscaler | None = None, **options: Any) -> None:
         self.outscale, self.model, self.fixed, self.options = outscale, model, fixed, options
         self._loaded: dict[str, Upscaler] = {}
-        self.default = fixed or self._get(FORCED.get(model) or shipped_name_for(outscale))
+        self.default = fixed or self._get(choose(None, outscale, model).name)  # a forced model, or the clean one
 
     def _get(self, name: str) -> Upscaler:
         if name not in self._loaded:

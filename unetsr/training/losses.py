@@ -20,7 +20,7 @@ class PerceptualLoss(nn.Module):
 
     One frozen loss network serves both feature terms: a copy of `backbone`'s first six children with each
     batch norm folded into the convolution before it: the same function, with one layer less to run and to
-    differentiate through on every step (docs/performance.md).
+    differentiate through on every step (docs/training.md, Throughput).
     """
 
     def __init__(self, backbone: ResNet, w3: float, w6: float, w_l1: float, w_mse: float = 0.0) -> None:
